@@ -1,0 +1,81 @@
+"""pyimagecache: pinned cloud images turned into verified, cached raw VM disks.
+
+>>> import pyimagecache
+>>> path = pyimagecache.ensure("debian-12")  # doctest: +SKIP
+
+The public names are imported lazily so that ``import pyimagecache`` (and every CLI run) stays
+fast: a cache hit must not pay for urllib3 or the qcow2 engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    CatalogError,
+    ChecksumMismatchError,
+    ConversionError,
+    DiskCopyError,
+    DownloadError,
+    ImageCacheError,
+    MissingExtraError,
+    Qcow2CorruptError,
+    Qcow2Error,
+    Qcow2UnsupportedError,
+    RefreshError,
+    UnknownImageError,
+    UnsupportedArchError,
+)
+
+if TYPE_CHECKING:
+    from .cache import ensure
+    from .catalog import ArchImage, ImageInfo, aliases
+    from .diskcopy import copy_disk
+    from .download import fetch
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "aliases": "catalog",
+    "ImageInfo": "catalog",
+    "ArchImage": "catalog",
+    "ensure": "cache",
+    "copy_disk": "diskcopy",
+    "fetch": "download",
+}
+
+__all__ = [
+    "ArchImage",
+    "CatalogError",
+    "ChecksumMismatchError",
+    "ConversionError",
+    "DiskCopyError",
+    "DownloadError",
+    "ImageCacheError",
+    "ImageInfo",
+    "MissingExtraError",
+    "Qcow2CorruptError",
+    "Qcow2Error",
+    "Qcow2UnsupportedError",
+    "RefreshError",
+    "UnknownImageError",
+    "UnsupportedArchError",
+    "aliases",
+    "copy_disk",
+    "ensure",
+    "fetch",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pyimagecache' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,69 @@
+"""Publish files atomically: write a hidden sibling, fsync it, rename it over the target.
+
+A reader of the target therefore sees either the old file or the complete new one, never a
+prefix, whatever happens to the writing process. Leftover siblings of a killed writer match
+``STALE_GLOB`` so that ``cache prune`` can find them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Iterator
+
+#: Pattern matching temporary siblings left behind by a killed writer.
+STALE_GLOB = ".*.tmp-*"
+
+
+def temp_sibling(dst: Path) -> Path:
+    """A fresh, hidden name in dst's directory (same filesystem, so the rename is atomic)."""
+    return dst.with_name(f".{dst.name}.tmp-{secrets.token_hex(4)}")
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable. A no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # Windows, or a directory we may not open: the rename itself already happened.
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(tmp: Path, dst: Path) -> None:
+    """fsync ``tmp``, rename it onto ``dst`` and fsync the directory."""
+    fsync_path(tmp)
+    os.replace(tmp, dst)
+    fsync_dir(dst.parent)
+
+
+@contextlib.contextmanager
+def atomic_output(dst: Path) -> Iterator[Path]:
+    """Yield a temporary path; on normal exit publish it as ``dst``, on error remove it.
+
+    >>> with atomic_output(Path("disk.raw")) as tmp:  # doctest: +SKIP
+    ...     tmp.write_bytes(b"...")
+    """
+    dst = Path(dst)
+    tmp = temp_sibling(dst)
+    try:
+        yield tmp
+        publish(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

@@ -1,0 +1,133 @@
+"""Decompressors, each bounded to the output size the caller expects (no decompression bombs).
+
+Deflate uses zlib-ng when the ``fast`` extra is installed and the standard library otherwise.
+zstd uses ``compression.zstd`` on Python 3.14+, else the ``zstandard`` package (the ``zstd``
+extra); without either, :class:`MissingExtraError` names the extra to install.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from types import ModuleType
+from typing import IO, Callable, Optional, Tuple
+
+from .errors import MissingExtraError
+
+
+class DecompressError(Exception):
+    """Internal: a codec rejected its input. Callers re-raise it with context (which cluster)."""
+
+
+def _pick_zlib() -> Tuple[ModuleType, Tuple[type, ...]]:
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        return zlib, (zlib.error,)
+    return zlib_ng, (zlib.error, zlib_ng.error)
+
+
+_zlib, _ZLIB_ERRORS = _pick_zlib()
+
+#: Which inflate implementation is in use, for ``info`` and benchmarks.
+INFLATE_BACKEND = "zlib-ng" if _zlib is not zlib else "zlib"
+
+
+def inflate_raw(data: bytes, size: int) -> bytes:
+    """Inflate raw deflate (window bits 12, as qemu writes qcow2 clusters) to exactly ``size``
+    bytes; whatever follows the first ``size`` output bytes is ignored, as qemu does."""
+    try:
+        out: bytes = _zlib.decompressobj(-12).decompress(data, size)
+    except _ZLIB_ERRORS as exc:
+        raise DecompressError(f"deflate: {exc}") from None
+    if len(out) != size:
+        raise DecompressError(f"deflate: produced {len(out)} of {size} bytes")
+    return out
+
+
+def _zstd_cluster_decoder() -> Callable[[bytes, int], bytes]:
+    try:
+        from compression import zstd as stdlib_zstd  # Python 3.14+
+    except ImportError:
+        stdlib_zstd = None
+    if stdlib_zstd is not None:
+
+        def decode_stdlib(data: bytes, size: int) -> bytes:
+            out = bytearray()
+            rest = data
+            # One decompressor per frame; a cluster may hold several frames.
+            while len(out) < size and rest:
+                d = stdlib_zstd.ZstdDecompressor()
+                out += d.decompress(rest, size - len(out))
+                if not d.eof:
+                    if d.needs_input:
+                        break
+                    continue
+                rest = d.unused_data
+            return bytes(out)
+
+        return decode_stdlib
+    try:
+        import zstandard
+    except ImportError:
+        raise MissingExtraError("zstd-compressed data", "zstd", "zstandard") from None
+
+    dctx = zstandard.ZstdDecompressor()
+
+    def decode_zstandard(data: bytes, size: int) -> bytes:
+        reader = dctx.stream_reader(io.BytesIO(data), read_across_frames=True)
+        out = bytearray()
+        while len(out) < size:
+            part = reader.read(size - len(out))
+            if not part:
+                break
+            out += part
+        return bytes(out)
+
+    return decode_zstandard
+
+
+_zstd_decode: Optional[Callable[[bytes, int], bytes]] = None
+
+
+def zstd_available() -> bool:
+    try:
+        _zstd_cluster_decoder()
+    except MissingExtraError:
+        return False
+    return True
+
+
+def zstd_decompress(data: bytes, size: int) -> bytes:
+    """Decode one or more zstd frames until exactly ``size`` bytes are produced."""
+    global _zstd_decode
+    if _zstd_decode is None:
+        _zstd_decode = _zstd_cluster_decoder()
+    try:
+        out = _zstd_decode(data, size)
+    except MissingExtraError:
+        raise
+    except Exception as exc:  # both zstd bindings raise their own error classes
+        raise DecompressError(f"zstd: {exc}") from None
+    if len(out) != size:
+        raise DecompressError(f"zstd: produced {len(out)} of {size} bytes")
+    return out
+
+
+def open_zstd_stream(fileobj: IO[bytes]) -> IO[bytes]:
+    """A readable stream decoding every zstd frame of ``fileobj`` (for ``.zst`` disk images)."""
+    try:
+        from compression import zstd as stdlib_zstd  # Python 3.14+
+    except ImportError:
+        stdlib_zstd = None
+    if stdlib_zstd is not None:
+        stream: IO[bytes] = stdlib_zstd.ZstdFile(fileobj, "rb")
+        return stream
+    try:
+        import zstandard
+    except ImportError:
+        raise MissingExtraError("a zstd-compressed image", "zstd", "zstandard") from None
+    reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(
+        fileobj, read_across_frames=True
+    )
+    return reader

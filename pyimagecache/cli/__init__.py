@@ -1,0 +1,68 @@
+"""The ``pyimagecache`` command line.
+
+Each command group lives in its own module with a ``register(subparsers)`` function; handlers
+import the library lazily so that ``pyimagecache ensure`` on a cache hit stays well under 150 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable, Optional, Sequence
+
+from ..errors import ImageCacheError
+
+# Modules under pyimagecache.cli, each registering one or more subcommands.
+COMMAND_MODULES = [
+    "qcow2_cmds",  # convert, info
+    # "fetch_cmd",  # fetch
+    # "cache_cmds",  # list, ensure, copy, cache list/prune
+    # "catalog_cmds",  # catalog refresh/check
+]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyimagecache",
+        description="Pinned cloud images as verified, cached raw VM disks.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f".{name}", __name__).register(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="pyimagecache: %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("pyimagecache: interrupted", file=sys.stderr)
+        return 130
+    except (ImageCacheError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"pyimagecache: error: {describe(exc)}", file=sys.stderr)
+        return 1
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error: OSError gets its filename, everything else its message."""
+    if isinstance(exc, OSError) and not isinstance(exc, ImageCacheError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return " ".join(str(exc).split()) or type(exc).__name__
