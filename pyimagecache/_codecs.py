@@ -1,6 +1,7 @@
 """Decompressors, each bounded to the output size the caller expects (no decompression bombs).
 
-Deflate uses zlib-ng when the ``fast`` extra is installed and the standard library otherwise.
+Deflate uses zlib-ng when the ``fast`` extra is installed and the standard library otherwise
+(``PYIMAGECACHE_INFLATE=zlib`` forces the standard library, for benchmarks and bug reports).
 zstd uses ``compression.zstd`` on Python 3.14+, else the ``zstandard`` package (the ``zstd``
 extra); without either, :class:`MissingExtraError` names the extra to install.
 """
@@ -8,6 +9,7 @@ extra); without either, :class:`MissingExtraError` names the extra to install.
 from __future__ import annotations
 
 import io
+import os
 import zlib
 from types import ModuleType
 from typing import IO, Callable, Optional, Tuple
@@ -20,6 +22,8 @@ class DecompressError(Exception):
 
 
 def _pick_zlib() -> Tuple[ModuleType, Tuple[type, ...]]:
+    if os.environ.get("PYIMAGECACHE_INFLATE") == "zlib":
+        return zlib, (zlib.error,)
     try:
         from zlib_ng import zlib_ng
     except ImportError:
