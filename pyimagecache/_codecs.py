@@ -12,7 +12,7 @@ import io
 import os
 import zlib
 from types import ModuleType
-from typing import IO, Callable, Optional, Tuple
+from typing import IO, Callable, Optional, Tuple, Type, cast
 
 from .errors import MissingExtraError
 
@@ -21,14 +21,16 @@ class DecompressError(Exception):
     """Internal: a codec rejected its input. Callers re-raise it with context (which cluster)."""
 
 
-def _pick_zlib() -> Tuple[ModuleType, Tuple[type, ...]]:
+def _pick_zlib() -> Tuple[ModuleType, Tuple[Type[Exception], ...]]:
     if os.environ.get("PYIMAGECACHE_INFLATE") == "zlib":
         return zlib, (zlib.error,)
     try:
         from zlib_ng import zlib_ng
     except ImportError:
         return zlib, (zlib.error,)
-    return zlib_ng, (zlib.error, zlib_ng.error)
+    # zlib-ng's stubs declare `error` as an instance; at run time it is the exception class.
+    ng_error = cast("Type[Exception]", zlib_ng.error)
+    return zlib_ng, (zlib.error, ng_error)
 
 
 _zlib, _ZLIB_ERRORS = _pick_zlib()
