@@ -1,0 +1,293 @@
+"""Stream xz / gzip / zstd files and tar archives holding one disk image into a sparse file.
+
+Everything is read in bounded chunks, so memory stays flat whatever the image size, and only
+non-zero 4 KiB blocks are written. A tar member is taken at the size its header declares; a bare
+compressed stream is capped at :data:`MAX_OUTPUT` so a decompression bomb cannot fill the disk
+with an endless file. The payload is returned with its own format: raw, or qcow2 (a compressed
+qcow2 still needs converting).
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+import tarfile
+from pathlib import Path
+from typing import IO, Callable, List, Optional, cast
+
+from . import formats
+from ._codecs import open_zstd_stream
+from ._progress import ProgressCallback, Throttle
+from ._sparse import write_sparse
+from .cachedir import DISK_EXTENSIONS
+from .errors import ConversionError, MissingExtraError
+
+CHUNK = 1 << 20
+#: Largest disk a bare compressed stream may expand to (a tar header states its own size).
+MAX_OUTPUT = 1 << 42
+
+#: Payload formats unpack() can hand back: the caller publishes raw and converts qcow2.
+PAYLOADS = (formats.RAW, formats.QCOW2)
+
+
+class _ReadFailure(Exception):
+    """A decoder failed while reading; carries the original so that writes are never blamed."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _Reader:
+    """Wrap a stream: count bytes, report progress and turn decoder errors into _ReadFailure."""
+
+    def __init__(self, stream: IO[bytes], report: Optional[Callable[[int], None]] = None):
+        self._stream = stream
+        self._report = report
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._stream.read(n)
+        except (MissingExtraError, _ReadFailure):
+            raise
+        except Exception as exc:  # lzma, zlib, zstd and EOFError all mean "bad input" here
+            raise _ReadFailure(exc) from exc
+        self.count += len(data)
+        if self._report is not None:
+            self._report(self.count)
+        return data
+
+
+class _Prefixed:
+    """A stream whose first bytes were already read (to sniff them) and are put back."""
+
+    def __init__(self, head: bytes, rest: _Reader) -> None:
+        self._head = head
+        self._rest = rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n < 0 or n >= len(self._head):
+                head, self._head = self._head, b""
+                return head + (self._rest.read(n - len(head)) if n > len(head) else b"")
+            head, self._head = self._head[:n], self._head[n:]
+            return head
+        return self._rest.read(n)
+
+
+def _read_exact(stream: _Reader, n: int) -> bytes:
+    parts: List[bytes] = []
+    got = 0
+    while got < n:
+        part = stream.read(n - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def _open_decoder(fmt: str, raw: IO[bytes]) -> IO[bytes]:
+    if fmt == formats.XZ:
+        return lzma.open(raw, "rb")
+    if fmt == formats.GZIP:
+        return cast("IO[bytes]", gzip.open(raw, "rb"))
+    if fmt == formats.ZSTD:
+        return open_zstd_stream(raw)
+    raise ConversionError(f"not a compressed format: {fmt}")
+
+
+def unpack(src: Path, dst: Path, *, progress: Optional[ProgressCallback] = None) -> str:
+    """Write the disk inside ``src`` (xz, gzip, zstd, tar, or a compressed tar) to ``dst`` as a
+    new sparse file, and return the payload's format (``"raw"`` or ``"qcow2"``).
+
+    ``dst`` is a scratch path: the caller publishes it (or converts it) and removes it on error.
+
+    >>> unpack(Path("disk.tar.xz"), Path(".disk.raw.tmp-1"))  # doctest: +SKIP
+    'raw'
+    """
+    src = Path(src)
+    fmt = formats.detect_file(src)
+    if fmt not in formats.CONTAINERS:
+        raise ConversionError(f"{src.name}: {fmt} is not a compressed file or tar archive")
+    total = src.stat().st_size
+    throttle = Throttle(progress)
+    if fmt == formats.ZSTD:
+        _check_zstd_frames(src)
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        file_reader = _Reader(f, lambda done: throttle(done, total))
+        try:
+            if fmt == formats.TAR:
+                payload = _from_tar(file_reader, out.fileno(), src.name)
+            else:
+                payload = _from_compressed(fmt, file_reader, out.fileno(), src.name)
+        except _ReadFailure as exc:
+            where = f"after {file_reader.count} bytes of input"
+            raise ConversionError(
+                f"{src.name}: {fmt} data is corrupt or truncated ({where}): "
+                f"{type(exc.cause).__name__}: {exc.cause}"
+            ) from exc.cause
+        out.flush()
+    throttle(total, total, final=True)
+    return payload
+
+
+def _from_compressed(fmt: str, file_reader: _Reader, fd: int, name: str) -> str:
+    with _open_decoder(fmt, file_reader) as decoded:  # type: ignore[arg-type]
+        stream = _Reader(decoded)
+        head = _read_exact(stream, formats.SNIFF_SIZE)
+        inner = formats.detect(head)
+        if inner == formats.TAR:
+            payload = _from_tar(_Prefixed(head, stream), fd, name)
+            # Read the rest so that a truncated or corrupt stream (and xz's CRC) is noticed
+            # even though the tar end marker came first.
+            if _copy_to_nowhere(stream, MAX_OUTPUT) >= MAX_OUTPUT:
+                raise ConversionError(f"{name}: endless data after the tar archive")
+            return payload
+        _check_payload(inner, name, f"inside {fmt}")
+        size = _copy(_Prefixed(head, stream), fd, 0, MAX_OUTPUT)
+        if stream.read(1):
+            raise ConversionError(
+                f"{name}: decompressed image exceeds {MAX_OUTPUT} bytes; refusing it"
+            )
+        os.ftruncate(fd, size)
+        return inner
+
+
+def _copy_to_nowhere(stream: _Reader, limit: int) -> int:
+    drained = 0
+    while drained < limit:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            break
+        drained += len(chunk)
+    return drained
+
+
+def _check_payload(inner: str, name: str, where: str) -> None:
+    if inner not in PAYLOADS:
+        raise ConversionError(
+            f"{name}: the image {where} is {inner}-compressed again; nested containers "
+            "are not supported"
+        )
+
+
+def _copy(stream: object, fd: int, start: int, end: int) -> int:
+    """Copy ``stream`` into ``fd`` sparsely from offset ``start`` up to at most ``end``;
+    return the offset reached."""
+    read = stream.read  # type: ignore[attr-defined]
+    offset = start
+    while offset < end:
+        chunk = read(min(CHUNK, end - offset))
+        if not chunk:
+            break
+        write_sparse(fd, offset, chunk)
+        offset += len(chunk)
+    return offset
+
+
+def _looks_like_disk(member: tarfile.TarInfo) -> bool:
+    base = member.name.rstrip("/").rpartition("/")[2].lower()
+    return base == "disk" or any(base.endswith(ext) for ext in DISK_EXTENSIONS)
+
+
+def _from_tar(stream: object, fd: int, name: str) -> str:
+    chosen: Optional[tarfile.TarInfo] = None
+    payload = formats.RAW
+    seen: List[str] = []
+    try:
+        # Streaming mode: members are visited in order and never seeked back to.
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                seen.append(member.name)
+                if not (member.isreg() and _looks_like_disk(member)):
+                    continue
+                if chosen is not None:
+                    raise ConversionError(
+                        f"{name}: tar archive holds more than one disk image "
+                        f"({chosen.name!r} and {member.name!r}); expected exactly one"
+                    )
+                chosen = member
+                body = tar.extractfile(member)
+                if body is None:  # pragma: no cover - isreg() members always have a body
+                    raise ConversionError(f"{name}: cannot read tar member {member.name!r}")
+                head = body.read(formats.SNIFF_SIZE)
+                payload = formats.detect(head)
+                _check_payload(payload, name, f"{member.name!r} in the tar archive")
+                write_sparse(fd, 0, head)
+                done = _copy(body, fd, len(head), member.size)
+                if done != member.size:
+                    raise ConversionError(
+                        f"{name}: tar member {member.name!r} is truncated: header says "
+                        f"{member.size} bytes, archive holds {done}"
+                    )
+                os.ftruncate(fd, member.size)
+    except tarfile.TarError as exc:
+        raise ConversionError(f"{name}: corrupt tar archive: {exc}") from exc
+    if chosen is None:
+        listed = ", ".join(repr(n) for n in seen[:8]) + (", ..." if len(seen) > 8 else "")
+        raise ConversionError(
+            f"{name}: tar archive holds no disk image (a regular file named disk or "
+            f"*{', *'.join(DISK_EXTENSIONS)}); members: {listed or 'none'}"
+        )
+    return payload
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+
+
+def _check_zstd_frames(path: Path) -> None:
+    """Walk the frame and block headers of a zstd file (no decoding) and raise if the last
+    frame is cut short: the ``zstandard`` stream reader returns a short result then, silently."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+
+        def take(n: int, what: str, at: int) -> bytes:
+            data = f.read(n)
+            if len(data) != n:
+                raise ConversionError(
+                    f"{path.name}: zstd data is truncated: {what} at offset {at} needs {n} "
+                    f"bytes, the file ends at {size}"
+                )
+            return data
+
+        pos = 0
+        while pos < size:
+            magic = int.from_bytes(take(4, "frame magic", pos), "little")
+            if 0x184D2A50 <= magic <= 0x184D2A5F:  # skippable frame
+                length = int.from_bytes(take(4, "skippable frame size", pos + 4), "little")
+                pos += 8 + length
+                if pos > size:
+                    take(size + 1, "skippable frame", pos - length)
+                f.seek(pos)
+                continue
+            if magic != _ZSTD_MAGIC:
+                raise ConversionError(
+                    f"{path.name}: zstd data is corrupt: expected a frame magic at offset "
+                    f"{pos}, found {magic:#010x}"
+                )
+            fhd = take(1, "frame header", pos + 4)[0]
+            single = fhd & 0x20
+            fcs = (0, 2, 4, 8)[fhd >> 6] or (1 if single else 0)
+            header = 1 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
+            pos += 4 + header
+            f.seek(pos)
+            while True:
+                raw_header = take(3, "block header", pos)
+                block = int.from_bytes(raw_header, "little")
+                kind = (block >> 1) & 3
+                if kind == 3:
+                    raise ConversionError(
+                        f"{path.name}: zstd data is corrupt: reserved block type at offset {pos}"
+                    )
+                pos += 3 + (1 if kind == 1 else block >> 3)
+                if pos > size:
+                    take(size + 1, "block", pos)
+                f.seek(pos)
+                if block & 1:
+                    break
+            if fhd & 0x04:
+                take(4, "frame checksum", pos)
+                pos += 4
