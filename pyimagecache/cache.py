@@ -123,12 +123,34 @@ def ensure(
     >>> disk.name  # doctest: +SKIP
     'debian-12-20260601-2496-amd64.raw'
     """
+    return ensure_phased(
+        url_or_alias,
+        cache_dir,
+        arch=arch,
+        sha256=sha256,
+        catalog=catalog,
+        progress_for=lambda phase: progress,
+        keep_source=keep_source,
+    )
+
+
+def ensure_phased(
+    url_or_alias: str,
+    cache_dir: Optional[PathLike] = None,
+    *,
+    arch: Optional[str] = None,
+    sha256: Optional[str] = None,
+    catalog: Optional[CatalogSource] = None,
+    progress_for: PhaseProgress = lambda phase: None,
+    keep_source: bool = False,
+) -> Path:
+    """ensure() with one progress callback per phase ("download", "convert"), for the CLI."""
     request = resolve(url_or_alias, arch=arch, sha256=sha256, catalog=catalog)
     directory = resolve_cache_dir(cache_dir)
     raw = directory / request.names.raw
     if raw.exists() and _still_valid(request, raw):
         return raw
-    return build(request, directory, lambda phase: progress, keep_source=keep_source)
+    return build(request, directory, progress_for, keep_source=keep_source)
 
 
 def _still_valid(request: Request, raw: Path) -> bool:

@@ -18,7 +18,7 @@ from ..errors import ImageCacheError
 COMMAND_MODULES = [
     "qcow2_cmds",  # convert, info
     # "fetch_cmd",  # fetch
-    # "cache_cmds",  # list, ensure, copy, cache list/prune
+    "cache_cmds",  # list, ensure, copy, cache list/prune
     # "catalog_cmds",  # catalog refresh/check
 ]
 
