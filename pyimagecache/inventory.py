@@ -151,7 +151,8 @@ def _remove_unless_locked(files: List[Path], locks: List[Path], result: PruneRes
     held: List[int] = []
     try:
         for lock in locks:
-            fd = _try_lock(lock, create=not dry_run)
+            # Create only entry locks (as ensure would); a download's lock file is fetch's.
+            fd = _try_lock(lock, create=not dry_run and lock.name.endswith(".raw.lock"))
             if fd is None:
                 result.skipped.extend(files)
                 return
