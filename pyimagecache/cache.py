@@ -8,9 +8,7 @@ left by a killed run), converts it and records a sidecar ``<raw>.json``.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import os
 import re
 import time
@@ -31,7 +29,12 @@ from .errors import (
     UnknownImageError,
 )
 
-log = logging.getLogger("pyimagecache")
+
+def _log(message: str, *args: object) -> None:
+    # logging is imported on the slow path only; a cache hit does not pay for it.
+    import logging
+
+    logging.getLogger("pyimagecache").info(message, *args)
 
 PathLike = Union[str, "os.PathLike[str]"]
 #: Progress callback for one phase ("download", "convert"), or None for no progress.
@@ -182,7 +185,7 @@ def build(
         if raw.exists():
             if _still_valid(request, raw):
                 return raw  # another process or thread finished it while we waited
-            log.info("%s does not match sha256 %s; fetching again", raw, request.sha256)
+            _log("%s does not match sha256 %s; fetching again", raw, request.sha256)
             _remove(raw, directory / names.sidecar, source)
         source_sha = _obtain_source(request, source, progress_for("download"))
         fmt = formats.detect_file(source)
@@ -208,13 +211,13 @@ def _obtain_source(request: Request, source: Path, progress: Optional[ProgressCa
         # complete. Re-hash it when a checksum is expected, since we cannot know how it got here.
         actual = _sha256_file(source)
         if request.sha256 is None or actual == request.sha256:
-            log.info("%s: reusing downloaded %s", request.label, source.name)
+            _log("%s: reusing downloaded %s", request.label, source.name)
             return actual
-        log.info("%s: %s does not match the expected sha256; fetching again", request.label, source)
+        _log("%s: %s does not match the expected sha256; fetching again", request.label, source)
         _remove(source)
     from .download import fetch
 
-    log.info(
+    _log(
         "%s: downloading %s (first run, this can take a few minutes)", request.label, request.url
     )
     fetch(request.url, source, sha256=request.sha256, progress=progress)
@@ -267,6 +270,8 @@ def _write_sidecar(request: Request, raw: Path, fmt: str, source_sha: str) -> No
 
 
 def _sha256_file(path: Path) -> str:
+    import hashlib
+
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

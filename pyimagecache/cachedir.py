@@ -7,7 +7,6 @@ the hidden temporary files that ``cache prune`` removes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -89,6 +88,8 @@ def sanitise(name: str) -> str:
 
 
 def url_hash(url: str) -> str:
+    import hashlib  # not on the alias hit path: it costs a few ms to import
+
     return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:URL_HASH_LEN]
 
 
