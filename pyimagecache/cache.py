@@ -187,8 +187,16 @@ def build(
                 return raw  # another process or thread finished it while we waited
             _log("%s does not match sha256 %s; fetching again", raw, request.sha256)
             _remove(raw, directory / names.sidecar, source)
+        aside = directory / (names.raw + ".src")
+        if source == raw and aside.exists():
+            source = aside  # set aside by a run killed during its conversion
         source_sha = _obtain_source(request, source, progress_for("download"))
         fmt = formats.detect_file(source)
+        if source == raw and fmt != formats.RAW:
+            # A ".raw" URL serving qcow2 or a container: move it off the raw name at once, so
+            # that existence of the raw keeps meaning "complete raw disk".
+            os.replace(source, aside)
+            source = aside
         try:
             _convert(source, raw, fmt, progress_for("convert"))
         except MissingExtraError:

@@ -151,7 +151,7 @@ def entry_stem(filename: str) -> Optional[str]:
     """The entry stem a cache file belongs to (``x.img.part`` -> ``x``), for prune and list;
     None for hidden or foreign files."""
     name = filename
-    for suffix in (".part.meta", ".part.lock", ".part", ".json", ".lock"):
+    for suffix in (".part.meta", ".part.lock", ".part", ".json", ".lock", ".src"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break

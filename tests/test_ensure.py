@@ -283,6 +283,14 @@ def test_raw_source_under_another_extension_is_renamed(env: Env) -> None:
     assert env.files() == [path.name, path.name + ".json", path.name + ".lock"]
 
 
+def test_raw_named_url_serving_a_container(env: Env) -> None:
+    image = disk_image()
+    env.publish("lie", "lie.raw", gzip.compress(image, compresslevel=1))
+    path = env.ensure("lie")
+    assert path.read_bytes() == image
+    assert env.files() == [path.name, path.name + ".json", path.name + ".lock"]
+
+
 def test_checksum_mismatch_caches_nothing(env: Env) -> None:
     env.publish("bad", "bad.raw", disk_image(), sha256="0" * 64)
     with pytest.raises(ChecksumMismatchError):
