@@ -56,8 +56,10 @@ def env(tmp_path: Path) -> Iterator[Env]:
 
 def test_eight_processes_one_download(env: Env) -> None:
     image = disk_image(8 * MiB)
-    env.publish("many", "many.raw.gz", gzip.compress(image, compresslevel=1))
-    env.server.rate = 8 * MiB  # about a second per download: the processes overlap
+    payload = gzip.compress(image, compresslevel=1)
+    env.publish("many", "many.raw.gz", payload)
+    # The download lasts about two seconds, longer than the processes take to start.
+    env.server.rate = max(len(payload) // 2, 16 * 1024)
     procs = [child(env, "many") for _ in range(8)]
     outs: List[str] = []
     for p in procs:
