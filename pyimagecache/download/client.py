@@ -1,0 +1,165 @@
+"""One urllib3 pool manager per (proxy, CA bundle); requests that follow redirects safely.
+
+urllib3's own redirect and retry handling is switched off: every retry must resume from the
+bytes already on disk, and redirects must be capped, loop-checked and never downgrade https to
+http, none of which urllib3's generic Retry does for us.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+import urllib.request
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+from urllib3.exceptions import LocationParseError
+
+from .. import __version__
+from ..errors import DownloadError
+
+#: ``timeout`` argument of the public functions: seconds for both, or (connect, read).
+Timeout = Union[float, Tuple[float, float]]
+#: Connect within 30 s; fail when no byte arrives for 60 s (the read timeout bounds the gap
+#: between two chunks, not the whole transfer).
+DEFAULT_TIMEOUT: Tuple[float, float] = (30.0, 60.0)
+MAX_REDIRECTS = 10
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = f"pyimagecache/{__version__}"
+
+_pools: Dict[Tuple[Optional[str], Optional[str]], urllib3.PoolManager] = {}
+_pools_lock = threading.Lock()
+
+
+class Opened(NamedTuple):
+    url: str  # after redirects
+    response: urllib3.BaseHTTPResponse
+
+
+def urllib3_timeout(timeout: Timeout) -> urllib3.Timeout:
+    if isinstance(timeout, tuple):
+        connect, read = timeout
+    else:
+        connect = read = timeout
+    for name, value in (("connect", connect), ("read", read)):
+        if not value > 0:
+            raise ValueError(f"{name} timeout must be a positive number of seconds, got {value!r}")
+    return urllib3.Timeout(connect=float(connect), read=float(read))
+
+
+def tls_context(ca_bundle: Optional[str]) -> ssl.SSLContext:
+    """A verifying context: ``ca_bundle`` when given; else truststore (the OS trust store) when
+    installed and SSL_CERT_FILE / SSL_CERT_DIR do not point elsewhere; else OpenSSL's defaults,
+    which honour those two variables."""
+    if ca_bundle is not None:
+        if not os.path.isfile(ca_bundle):
+            raise DownloadError(f"CA bundle {ca_bundle} is not a file", path=ca_bundle)
+        return ssl.create_default_context(cafile=ca_bundle)
+    if not (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
+        try:
+            import truststore
+        except ImportError:
+            pass
+        else:
+            ctx: ssl.SSLContext = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            return ctx
+    return ssl.create_default_context()
+
+
+def proxy_for(url: str) -> Optional[str]:
+    """The proxy URL for ``url`` from *_PROXY / ALL_PROXY, or None when NO_PROXY exempts it."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy:
+        return None
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    if urllib.request.proxy_bypass(host):
+        return None
+    return proxy
+
+
+def pool_for(url: str, ca_bundle: Optional[str]) -> urllib3.PoolManager:
+    proxy = proxy_for(url)
+    key = (proxy, ca_bundle)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _new_pool(proxy, ca_bundle, url)
+            _pools[key] = pool
+        return pool
+
+
+def _new_pool(proxy: Optional[str], ca_bundle: Optional[str], url: str) -> urllib3.PoolManager:
+    options = {"ssl_context": tls_context(ca_bundle), "retries": False, "maxsize": 4}
+    if proxy is None:
+        return urllib3.PoolManager(**options)  # type: ignore[arg-type]
+    scheme = urlsplit(proxy).scheme.lower()
+    if scheme.startswith("socks"):
+        try:
+            from urllib3.contrib.socks import SOCKSProxyManager
+        except ImportError as exc:
+            raise DownloadError(
+                f"proxy {proxy} for {url} needs PySocks: pip install 'urllib3[socks]'", url=url
+            ) from exc
+        return SOCKSProxyManager(proxy, **options)  # type: ignore[arg-type]
+    try:
+        return urllib3.ProxyManager(proxy, **options)  # type: ignore[arg-type]
+    except (LocationParseError, ValueError) as exc:
+        raise DownloadError(f"bad proxy URL {proxy!r} for {url}: {exc}", url=url) from exc
+
+
+def check_http_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DownloadError(f"not an http(s) URL: {url!r}", url=url)
+
+
+def open_url(
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    timeout: urllib3.Timeout,
+    ca_bundle: Optional[str],
+) -> Opened:
+    """GET ``url`` with ``headers``, following up to MAX_REDIRECTS redirects.
+
+    The body is not read; the caller owns the response and must release it. urllib3 exceptions
+    (connection, timeout, protocol) propagate for the caller's retry logic; redirect problems
+    raise DownloadError.
+    """
+    send = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
+    seen = {url}
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        check_http_url(current)
+        response = pool_for(current, ca_bundle).urlopen(
+            "GET",
+            current,
+            headers=send,
+            redirect=False,
+            retries=False,
+            timeout=timeout,
+            preload_content=False,
+            decode_content=False,
+        )
+        location = response.headers.get("Location")
+        if response.status not in REDIRECT_STATUSES or not location:
+            return Opened(current, response)
+        response.drain_conn()
+        response.release_conn()
+        target = urljoin(current, location.strip())
+        if urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https":
+            raise DownloadError(
+                f"refusing redirect from {current} to {target}: https must not downgrade",
+                url=url,
+            )
+        if target in seen:
+            raise DownloadError(f"redirect loop: {current} -> {target}", url=url)
+        seen.add(target)
+        current = target
+    raise DownloadError(f"more than {MAX_REDIRECTS} redirects from {url}", url=url)
