@@ -59,7 +59,7 @@ def layouts(draw: st.DrawFn, max_clusters: int = 20) -> Qcow2Writer:
         version=version,
         compression=compression,
         extended_l2=extended,
-        refcount_order=draw(st.sampled_from([4, 4, 0, 6])) if version == 3 else 4,
+        refcount_order=draw(st.sampled_from([4, 4, 3, 6])) if version == 3 else 4,
         compressed_packing=draw(st.sampled_from(["packed", "packed", "sector", "cluster"])),
     )
     rng = random.Random(draw(st.integers(0, 2**32)))
