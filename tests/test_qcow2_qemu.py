@@ -278,7 +278,12 @@ def test_missing_backing_file_is_a_clear_error(qemu_img: str, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("raw_data", [False, True])
-def test_external_data_file(qemu_img: str, qemu_io: str, tmp_path: Path, raw_data: bool) -> None:
+def test_external_data_file(
+    qemu_img: str, qemu_io: str, tmp_path: Path, raw_data: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # qemu resolves a relative data_file against the working directory, the image's directory
+    # for backing files: run everything from the image's directory so both agree.
+    monkeypatch.chdir(tmp_path)
     opts = ["data_file=img.data"] + (["data_file_raw=on"] if raw_data else [])
     img = create(tmp_path / "img.qcow2", 2 * MiB, *opts)
     qemu_io_cmds(img, ["write -P 0x61 0 100k", "write -z 512k 64k", "write -P 0x62 1M 4k"])
