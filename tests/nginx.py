@@ -74,7 +74,7 @@ class Nginx:
         self.root = Path(root)
         self.work = Path(work)
         self.port = 0
-        self._proc: Optional["subprocess.Popen[bytes]"] = None
+        self._proc: Optional[subprocess.Popen[bytes]] = None
         for _ in range(5):  # the probed port can be taken before nginx binds it
             self.port = _free_port()
             self._write_config(extra)

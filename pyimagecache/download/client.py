@@ -29,7 +29,8 @@ MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = f"pyimagecache/{__version__}"
 
-_pools: Dict[Tuple[Optional[str], Optional[str]], urllib3.PoolManager] = {}
+_PoolKey = Tuple[Optional[str], Optional[str], Optional[str], Optional[str]]
+_pools: Dict[_PoolKey, urllib3.PoolManager] = {}
 _pools_lock = threading.Lock()
 
 
@@ -85,7 +86,8 @@ def proxy_for(url: str) -> Optional[str]:
 
 def pool_for(url: str, ca_bundle: Optional[str]) -> urllib3.PoolManager:
     proxy = proxy_for(url)
-    key = (proxy, ca_bundle)
+    # The CA variables are part of the key: a context reads them when it is created.
+    key = (proxy, ca_bundle, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:

@@ -66,6 +66,7 @@ class _Attempt:
         self.ca_bundle = ca_bundle
         self.report = report
         self.on_validators = on_validators
+        self._body_read = False
 
     @property
     def total(self) -> Optional[int]:
@@ -100,13 +101,11 @@ class _Attempt:
         except (HTTPError, OSError) as exc:
             raise _Failure(f"cannot connect: {_reason(exc)}") from exc
         response = opened.response
-        finished = False
+        self._body_read = False
         try:
-            result = self._handle(opened.url, response, offset, known)
-            finished = True
-            return result
+            return self._handle(opened.url, response, offset, known)
         finally:
-            if not finished:
+            if not self._body_read:
                 response.close()  # an unread body must not go back into the pool
             response.release_conn()
 
@@ -167,15 +166,19 @@ class _Attempt:
     def _read_body(self, response: urllib3.BaseHTTPResponse) -> None:
         sink, total = self.sink, self.total
         self.report(sink.done, total)
+        # read1 returns what has arrived (one recv), so a timeout or reset loses nothing
+        # already received; read(n) would drop up to n buffered bytes. urllib3 < 2.3 lacks it.
+        read = getattr(response, "read1", None) or response.read
         try:
             while True:
-                data = response.read(CHUNK, decode_content=False)
+                data = read(CHUNK, decode_content=False)
                 if not data:
                     break
                 sink.write(data)
                 self.report(sink.done, total)
         except (HTTPError, OSError) as exc:
             raise _Failure(f"connection lost: {_reason(exc)}") from exc
+        self._body_read = True
         if total is not None and sink.done > total:
             self._start_over()
             raise _Failure(f"server sent more than the {total} bytes it announced; starting over")
