@@ -79,7 +79,11 @@ def fetch(
         published = now is not None and now != before
         if published and (expected is None or _hash_file(dest, url_text) == expected):
             return dest
-        _download(url_text, dest, part, meta, expected, progress, timeout, retries, ca_bundle)
+        try:
+            _download(url_text, dest, part, meta, expected, progress, timeout, retries, ca_bundle)
+        except BaseException:
+            _drop_if_empty(part, meta)
+            raise
         return dest
     finally:
         lock.release()
@@ -214,6 +218,16 @@ def _normalise_sha256(sha256: Optional[str]) -> Optional[str]:
     if not _HEX64.fullmatch(value):
         raise DownloadError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
     return value
+
+
+def _drop_if_empty(part: Path, meta: Path) -> None:
+    """A failed call that kept no byte leaves no partial behind."""
+    try:
+        if os.stat(part).st_size == 0:
+            os.unlink(part)
+            partial.discard(meta)
+    except OSError:
+        pass
 
 
 def _remove(path: Path) -> None:
