@@ -70,7 +70,8 @@ def test_file_url_and_path(data: bytes, tmp_path: Path) -> None:
     src.parent.mkdir()
     src.write_bytes(data)
     calls = []
-    a = fetch(src.as_uri(), tmp_path / "a.img", sha256=sha(data), progress=lambda *c: calls.append(c))
+    record = calls.append
+    a = fetch(src.as_uri(), tmp_path / "a.img", sha256=sha(data), progress=lambda *c: record(c))
     b = fetch(src, tmp_path / "b.img", sha256=sha(data))
     c = fetch(str(src), tmp_path / "c.img")
     assert a.read_bytes() == b.read_bytes() == c.read_bytes() == data
