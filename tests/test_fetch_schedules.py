@@ -1,0 +1,90 @@
+"""Random fault schedules: every fetch ends verified-correct, or with a clear error and nothing
+at dest; the partial it leaves is always a prefix of the file and the next call resumes it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import tempfile
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+from faultserver import FaultServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pyimagecache.download import fetch, retry
+from pyimagecache.errors import ChecksumMismatchError, DownloadError
+
+SIZE = 200_000
+DATA = random.Random(3).randbytes(SIZE)
+SHA = hashlib.sha256(DATA).hexdigest()
+
+_offsets = st.integers(min_value=0, max_value=SIZE)
+FAULT = st.one_of(
+    st.builds("drop:{}".format, _offsets),
+    st.builds("short:{}".format, _offsets),
+    st.sampled_from(
+        [
+            "stall:0.3", "ignore_range", "bad_start", "bad_total", "new_etag", "416", "503:0",
+            "429", "500", "404", "redirect", "redirect_loop", "weak_etag",
+        ]
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FaultServer]:
+    with FaultServer(DATA) as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retry, "BASE_DELAY", 0.001)
+    monkeypatch.setattr(retry, "MAX_DELAY", 0.002)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    faults=st.lists(FAULT, max_size=6),
+    retries=st.integers(min_value=0, max_value=3),
+    verify=st.booleans(),
+)
+def test_any_fault_schedule(
+    server: FaultServer, faults: List[str], retries: int, verify: bool
+) -> None:
+    server._faults.clear()
+    server.schedule(*faults)
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp, "disk.img")
+        part = Path(tmp, "disk.img.part")
+        try:
+            fetch(server.url, dest, sha256=SHA if verify else None, retries=retries,
+                  timeout=(5, 0.1))
+        except ChecksumMismatchError:  # pragma: no cover - no fault here alters content
+            raise AssertionError("a fault that never alters content caused a mismatch") from None
+        except DownloadError as exc:
+            assert str(exc)
+            assert not dest.exists()
+            held = part.read_bytes() if part.exists() else b""
+            assert DATA.startswith(held)
+            meta = Path(tmp, "disk.img.part.meta")
+            resumable = held and meta.exists() and json.loads(meta.read_text())["etag"]
+        else:
+            assert dest.read_bytes() == DATA
+            assert not part.exists()
+            return
+        # The next call, without faults, finishes and transfers only what is missing.
+        server._faults.clear()
+        server.clear_log()
+        fetch(server.url, dest, sha256=SHA, timeout=(5, 0.5))
+        assert dest.read_bytes() == DATA
+        sent = sum(r.sent for r in server.log)
+        assert sent == (SIZE - len(held) if resumable else SIZE)
