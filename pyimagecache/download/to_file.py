@@ -25,7 +25,7 @@ from .._progress import ProgressCallback
 from ..errors import ChecksumMismatchError, DownloadError
 from . import partial
 from .local import copy_into, local_path
-from .sinks import CHUNK, FileSink, Hashes
+from .sinks import CHUNK, BackgroundHashes, FileSink, Hashes
 
 #: Attempts after the first failure within one call (see transfer.PROGRESS_CREDIT).
 DEFAULT_RETRIES = 5
@@ -105,8 +105,8 @@ def _download(
         fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
     except OSError as exc:
         raise _os_error("cannot create", part, exc, url) from exc
+    hashes = BackgroundHashes(["sha256"]) if expected else Hashes([])
     try:
-        hashes = Hashes(["sha256"] if expected else [])
         if source is not None:
             sink = FileSink(fd, part, hashes, 0)
             partial.discard(meta)
@@ -135,14 +135,14 @@ def _download(
             os.fsync(fd)
         except OSError as exc:
             raise _os_error("cannot flush", part, exc, url) from exc
+        actual = hashes.hexdigests().get("sha256")
     finally:
         os.close(fd)
-    if expected is not None:
-        actual = hashes.hexdigests()["sha256"]
-        if actual != expected:
-            _remove(part)
-            partial.discard(meta)
-            raise ChecksumMismatchError(url, expected, actual, str(dest))
+        hashes.close()
+    if expected is not None and actual != expected:
+        _remove(part)
+        partial.discard(meta)
+        raise ChecksumMismatchError(url, expected, str(actual), str(dest))
     try:
         os.replace(part, dest)
     except OSError as exc:
