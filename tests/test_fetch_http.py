@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 import shutil
+import ssl
 import time
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
@@ -357,3 +358,24 @@ def test_retry_after_parsing() -> None:
     assert retry.parse_retry_after("soon") is None
     assert retry.parse_retry_after(None) is None
     assert retry.backoff_delay(1, retry_after=5000) == retry.MAX_RETRY_AFTER
+
+
+def test_tls_context_sources(monkeypatch: pytest.MonkeyPatch, cert: Tuple[Path, Path]) -> None:
+    from pyimagecache.download.client import tls_context
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    try:
+        import truststore
+    except ImportError:
+        truststore = None
+    ctx = tls_context(None)
+    if truststore is not None:
+        assert isinstance(ctx, truststore.SSLContext)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    monkeypatch.setenv("SSL_CERT_DIR", "/nonexistent")
+    assert type(tls_context(None)) is ssl.SSLContext
+    bundle = tls_context(str(cert[0]))
+    assert [c["subject"] for c in bundle.get_ca_certs()] == [((("commonName", "127.0.0.1"),),)]
+    with pytest.raises(DownloadError, match="CA bundle .* is not a file"):
+        tls_context("/nonexistent.pem")

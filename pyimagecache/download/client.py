@@ -29,7 +29,7 @@ MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = f"pyimagecache/{__version__}"
 
-_PoolKey = Tuple[Optional[str], Optional[str], Optional[str], Optional[str]]
+_PoolKey = Tuple[bool, Optional[str], Optional[str], Optional[str], Optional[str]]
 _pools: Dict[_PoolKey, urllib3.PoolManager] = {}
 _pools_lock = threading.Lock()
 
@@ -86,18 +86,28 @@ def proxy_for(url: str) -> Optional[str]:
 
 def pool_for(url: str, ca_bundle: Optional[str]) -> urllib3.PoolManager:
     proxy = proxy_for(url)
+    https = urlsplit(url).scheme == "https"
     # The CA variables are part of the key: a context reads them when it is created.
-    key = (proxy, ca_bundle, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    key: _PoolKey = (https, proxy, None, None, None)
+    if https:
+        cert_env = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+        key = (https, proxy, ca_bundle, *cert_env)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
-            pool = _new_pool(proxy, ca_bundle, url)
+            # Plain http never pays for loading a CA store (tens of milliseconds).
+            context = tls_context(ca_bundle) if https else None
+            pool = _new_pool(proxy, context, url)
             _pools[key] = pool
         return pool
 
 
-def _new_pool(proxy: Optional[str], ca_bundle: Optional[str], url: str) -> urllib3.PoolManager:
-    options = {"ssl_context": tls_context(ca_bundle), "retries": False, "maxsize": 4}
+def _new_pool(
+    proxy: Optional[str], context: Optional[ssl.SSLContext], url: str
+) -> urllib3.PoolManager:
+    options: Dict[str, object] = {"retries": False, "maxsize": 4}
+    if context is not None:
+        options["ssl_context"] = context
     if proxy is None:
         return urllib3.PoolManager(**options)  # type: ignore[arg-type]
     scheme = urlsplit(proxy).scheme.lower()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import urllib.request
 from pathlib import Path
 from typing import Optional, Union
 from urllib.parse import urlsplit
@@ -25,7 +24,9 @@ def local_path(url: Union[str, os.PathLike[str]]) -> Optional[Path]:
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise DownloadError(f"file URL with a remote host is not supported: {url}", url=url)
-        return Path(urllib.request.url2pathname(parts.path))
+        from urllib.request import url2pathname  # heavy: imported only for file:// URLs
+
+        return Path(url2pathname(parts.path))
     windows_drive = len(parts.scheme) == 1 and os.name == "nt"
     if parts.scheme == "" or windows_drive:
         return Path(url)
