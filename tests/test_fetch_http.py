@@ -379,3 +379,21 @@ def test_tls_context_sources(monkeypatch: pytest.MonkeyPatch, cert: Tuple[Path, 
     assert [c["subject"] for c in bundle.get_ca_certs()] == [((("commonName", "127.0.0.1"),),)]
     with pytest.raises(DownloadError, match="CA bundle .* is not a file"):
         tls_context("/nonexistent.pem")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    with FaultServer(b"") as srv:
+        dest = fetch(srv.url, tmp_path / "empty", sha256=sha(b""))
+        assert dest.read_bytes() == b"" and leftovers(dest) == ["empty"]
+
+
+def test_progress_is_rate_limited(data: bytes, tmp_path: Path) -> None:
+    calls: List[Tuple[int, Optional[int]]] = []
+    with FaultServer(data, rate=SIZE / 0.6) as srv:
+        started = time.monotonic()
+        fetch(srv.url, tmp_path / "a", progress=lambda d, t: calls.append((d, t)))
+        elapsed = time.monotonic() - started
+    # At most one call per 0.1 s, plus the first and the final one.
+    assert 3 <= len(calls) <= elapsed / 0.1 + 2
+    assert calls[-1] == (SIZE, SIZE)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
