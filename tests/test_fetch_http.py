@@ -189,9 +189,11 @@ def test_retry_after_is_honoured(
 @pytest.mark.parametrize("status", ["404", "403"])
 def test_other_4xx_fail_at_once(server: FaultServer, tmp_path: Path, status: str) -> None:
     server.schedule(status)
-    with pytest.raises(DownloadError, match=f"HTTP {status}"):
+    with pytest.raises(DownloadError, match=f"HTTP {status}") as info:
         fetch(server.url, tmp_path / "disk.img", retries=5)
     assert len(server.log) == 1
+    assert (info.value.url, info.value.path) == (server.url, str(tmp_path / "disk.img.part"))
+    assert info.value.done == 0
 
 
 def test_5xx_are_retried_a_bounded_number_of_times(server: FaultServer, tmp_path: Path) -> None:

@@ -228,6 +228,12 @@ def download(
         before = sink.done
         try:
             outcome = attempt.run()
+        except DownloadError as exc:  # not worth retrying; say where it stopped
+            if exc.path is None:
+                exc.path = path
+            if exc.done is None:
+                exc.done, exc.total = sink.done, attempt.total
+            raise
         except _Failure as failure:
             if sink.done - before < PROGRESS_CREDIT:
                 failures += 1
