@@ -22,9 +22,6 @@ from ..errors import DownloadError
 
 #: ``timeout`` argument of the public functions: seconds for both, or (connect, read).
 Timeout = Union[float, Tuple[float, float]]
-#: Connect within 30 s; fail when no byte arrives for 60 s (the read timeout bounds the gap
-#: between two chunks, not the whole transfer).
-DEFAULT_TIMEOUT: Tuple[float, float] = (30.0, 60.0)
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = f"pyimagecache/{__version__}"

@@ -9,7 +9,7 @@ from .._progress import ProgressCallback
 from ..errors import DownloadError
 from .local import copy_into, local_path
 from .sinks import Hashes, HashSink, MemorySink
-from .to_file import DEFAULT_RETRIES
+from .to_file import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 
 #: read_url's default size limit: directory listings and SHA256SUMS files are far smaller.
 DEFAULT_MAX_BYTES = 16 << 20
@@ -26,7 +26,7 @@ def read_url(
     url: str,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    timeout: Union[float, Tuple[float, float]] = (30.0, 60.0),
+    timeout: Union[float, Tuple[float, float]] = DEFAULT_TIMEOUT,
     retries: int = DEFAULT_RETRIES,
     ca_bundle: Optional[str] = None,
 ) -> Fetched:
@@ -54,7 +54,7 @@ def hash_url(
     algorithms: Sequence[str] = ("sha256",),
     *,
     progress: Optional[ProgressCallback] = None,
-    timeout: Union[float, Tuple[float, float]] = (30.0, 60.0),
+    timeout: Union[float, Tuple[float, float]] = DEFAULT_TIMEOUT,
     retries: int = DEFAULT_RETRIES,
     ca_bundle: Optional[str] = None,
 ) -> Dict[str, str]:

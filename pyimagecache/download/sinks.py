@@ -64,9 +64,9 @@ class BackgroundHashes(Hashes):
     QUEUE_DEPTH = 8
 
     def __init__(self, algorithms: Sequence[str]) -> None:
-        super().__init__(algorithms)
         self._queue: queue.Queue[Optional[bytes]] = queue.Queue(self.QUEUE_DEPTH)
         self._error: Optional[BaseException] = None
+        super().__init__(algorithms)
         self._thread = threading.Thread(target=self._work, name="pyimagecache-hash", daemon=True)
         self._thread.start()
 
@@ -94,8 +94,7 @@ class BackgroundHashes(Hashes):
         self._queue.put(data)
 
     def restart(self) -> None:
-        if hasattr(self, "_queue"):  # Hashes.__init__ calls restart() before the queue exists
-            self._sync()
+        self._sync()
         super().restart()
 
     def hexdigests(self) -> Dict[str, str]:

@@ -29,6 +29,9 @@ from .sinks import CHUNK, BackgroundHashes, FileSink, Hashes
 
 #: Attempts after the first failure within one call (see transfer.PROGRESS_CREDIT).
 DEFAULT_RETRIES = 5
+#: Connect within 30 s; give up on a connection when no byte arrives for 60 s (the read
+#: timeout bounds the gap between two chunks, not the whole transfer).
+DEFAULT_TIMEOUT: Tuple[float, float] = (30.0, 60.0)
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -41,7 +44,7 @@ def fetch(
     *,
     sha256: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
-    timeout: Union[float, Tuple[float, float]] = (30.0, 60.0),
+    timeout: Union[float, Tuple[float, float]] = DEFAULT_TIMEOUT,
     retries: int = DEFAULT_RETRIES,
     ca_bundle: Optional[str] = None,
 ) -> Path:
@@ -61,6 +64,7 @@ def fetch(
     PosixPath('disk.qcow2')
     """
     url_text = os.fspath(url)
+    source = local_path(url)  # a PathLike is a path even if it looks like "name:..."
     dest = Path(dest)
     expected = _normalise_sha256(sha256)
     _check_dest(dest)
@@ -80,7 +84,9 @@ def fetch(
         if published and (expected is None or _hash_file(dest, url_text) == expected):
             return dest
         try:
-            _download(url_text, dest, part, meta, expected, progress, timeout, retries, ca_bundle)
+            _download(
+                url_text, source, dest, part, meta, expected, progress, timeout, retries, ca_bundle
+            )
         except BaseException:
             _drop_if_empty(part, meta)
             raise
@@ -91,6 +97,7 @@ def fetch(
 
 def _download(
     url: str,
+    source: Optional[Path],
     dest: Path,
     part: Path,
     meta: Path,
@@ -100,7 +107,6 @@ def _download(
     retries: int,
     ca_bundle: Optional[str],
 ) -> None:
-    source = local_path(url)
     try:
         fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
     except OSError as exc:
