@@ -19,6 +19,7 @@ ignore_range       answer 200 with the whole file whatever the Range
 bad_start          answer a Range request with 206 whose Content-Range starts 1 byte later
 bad_total          answer a Range request with 206 whose Content-Range total is 1 larger
 new_etag           the file is re-published upstream (same bytes, new ETag and Last-Modified)
+replace            the file is replaced upstream by its bytes reversed (new validators too)
 416                answer 416 whatever the request
 503:S / 429:S      that status with Retry-After: S
 500 / 404 / 403    that status, no Retry-After
@@ -50,7 +51,8 @@ from urllib.parse import urlsplit
 __all__ = ["FaultServer", "Request", "FAULTS", "make_cert"]
 
 FAULTS = (
-    "ok", "drop", "short", "stall", "ignore_range", "bad_start", "bad_total", "new_etag", "416",
+    "ok", "drop", "short", "stall", "ignore_range", "bad_start", "bad_total", "new_etag",
+    "replace", "416",
     "503", "429", "500", "404", "403", "redirect", "redirect_loop", "downgrade", "weak_etag",
 )
 _CHUNK = 64 << 10
@@ -248,6 +250,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._plain(302, (("Location", f"http://127.0.0.1:{fs.downgrade_port}/file"),))
         if name == "new_etag":
             fs.replace(fs.data)
+        elif name == "replace":
+            fs.replace(fs.data[::-1])
         self._serve(name, arg)
 
     def _serve(self, fault: str, arg: str) -> None:
