@@ -8,7 +8,7 @@ from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 from .._progress import ProgressCallback
 from ..errors import DownloadError
 from .local import copy_into, local_path
-from .sinks import Hashes, HashSink, MemorySink
+from .sinks import BackgroundHashes, HashSink, MemorySink
 from .to_file import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 
 #: read_url's default size limit: directory listings and SHA256SUMS files are far smaller.
@@ -65,19 +65,22 @@ def hash_url(
     >>> hash_url("https://example.org/disk.qcow2", ("sha256", "sha512"))  # doctest: +SKIP
     {'sha256': '...', 'sha512': '...'}
     """
-    hashes = Hashes(algorithms)
-    sink = HashSink(hashes)
-    source = local_path(url)
-    if source is not None:
-        copy_into(source, sink, progress)
-    else:
-        from .transfer import download
+    hashes = BackgroundHashes(algorithms)  # hashing overlaps receiving
+    try:
+        sink = HashSink(hashes)
+        source = local_path(url)
+        if source is not None:
+            copy_into(source, sink, progress)
+        else:
+            from .transfer import download
 
-        download(
-            url, sink, None, timeout=timeout, retries=retries, ca_bundle=ca_bundle,
-            progress=progress,
-        )
-    return hashes.hexdigests()
+            download(
+                url, sink, None, timeout=timeout, retries=retries, ca_bundle=ca_bundle,
+                progress=progress,
+            )
+        return hashes.hexdigests()
+    finally:
+        hashes.close()
 
 
 def _check_size(source: os.PathLike[str], max_bytes: int, url: str) -> None:
