@@ -13,9 +13,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import pytest
 from faultserver import FaultServer
@@ -243,36 +244,42 @@ def test_eight_processes_one_download(data: bytes, tmp_path: Path) -> None:
 
 
 def test_waiter_returns_what_the_lock_holder_published(
-    server: FaultServer, data: bytes, tmp_path: Path
+    server: FaultServer, data: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pyimagecache._lock import FileLock
+    from pyimagecache.download import to_file
 
+    waiting = threading.Event()
+
+    class ObservedLock(FileLock):
+        def acquire(self) -> None:
+            waiting.set()  # fetch has looked at dest and is about to wait
+            super().acquire()
+
+    monkeypatch.setattr(to_file, "FileLock", ObservedLock)
     dest = tmp_path / "disk.img"
-    result: List[Optional[Path]] = []
-    import threading
+    holder = FileLock(tmp_path / "disk.img.part.lock")
 
-    lock = FileLock(tmp_path / "disk.img.part.lock")
-    lock.acquire()
-    waiter = threading.Thread(
-        target=lambda: result.append(fetch(server.url, dest, sha256=sha(data)))
-    )
-    waiter.start()
-    time.sleep(0.2)
-    dest.write_bytes(data)  # as if the holder had published it
-    lock.release()
-    waiter.join(10)
-    assert result == [dest] and server.log == []
+    def wait_while(publish: Callable[[], None]) -> Optional[Path]:
+        result: List[Path] = []
+        holder.acquire()
+        waiting.clear()
+        waiter = threading.Thread(
+            target=lambda: result.append(fetch(server.url, dest, sha256=sha(data)))
+        )
+        waiter.start()
+        assert waiting.wait(10)
+        time.sleep(0.05)
+        publish()
+        holder.release()
+        waiter.join(10)
+        return result[0] if result else None
+
+    assert wait_while(lambda: dest.write_bytes(data)) == dest
+    assert server.log == []
     # Published but wrong: the waiter downloads after all.
-    lock.acquire()
-    waiter = threading.Thread(
-        target=lambda: result.append(fetch(server.url, dest, sha256=sha(data)))
-    )
-    waiter.start()
-    time.sleep(0.2)
     os.unlink(dest)
-    dest.write_bytes(b"bad")
-    lock.release()
-    waiter.join(10)
+    assert wait_while(lambda: dest.write_bytes(b"bad")) == dest
     assert dest.read_bytes() == data and len(server.log) == 1
 
 
