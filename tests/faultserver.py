@@ -65,6 +65,7 @@ class Request(NamedTuple):
     status: int
     sent: int  # body bytes written
     proxied: bool  # the target was in absolute form (we were used as a proxy)
+    accept_encoding: str  # "" when absent
 
 
 class FaultServer:
@@ -79,12 +80,14 @@ class FaultServer:
         last_modified: bool = True,
         etag: bool = True,
         weak_etag: bool = False,
+        content_encoding: Optional[str] = None,
     ) -> None:
         self.data = data
         self.rate = rate  # bytes per second, None for as fast as possible
         self.use_last_modified = last_modified
         self.use_etag = etag
         self.weak_etag = weak_etag
+        self.content_encoding = content_encoding  # sent as is; the body is never encoded
         self.downgrade_port = 1
         self._log: List[Optional[Request]] = []
         self._faults: List[str] = []
@@ -201,6 +204,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 status,
                 sent,
                 proxied,
+                self.headers.get("Accept-Encoding", ""),
             )
         )
 
@@ -287,6 +291,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("ETag", etag)
         if modified:
             self.send_header("Last-Modified", modified)
+        if fs.content_encoding:
+            self.send_header("Content-Encoding", fs.content_encoding)
         self.end_headers()
         limit = len(body)
         if fault in ("drop", "short"):

@@ -399,3 +399,13 @@ def test_progress_is_rate_limited(data: bytes, tmp_path: Path) -> None:
     assert 3 <= len(calls) <= elapsed / 0.1 + 2
     assert calls[-1] == (SIZE, SIZE)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_body_is_never_decoded(data: bytes, tmp_path: Path) -> None:
+    # A mislabelled .gz (served with Content-Encoding: gzip) must arrive byte for byte.
+    with FaultServer(data, content_encoding="gzip") as srv:
+        srv.schedule("short:5000")
+        dest = fetch(srv.url, tmp_path / "a", sha256=sha(data))
+        assert dest.read_bytes() == data
+        assert [r.accept_encoding for r in srv.log] == ["identity", "identity"]
+        assert read_url(srv.url).data == data
