@@ -19,7 +19,7 @@ COMMAND_MODULES = [
     "qcow2_cmds",  # convert, info
     "fetch_cmd",  # fetch
     "cache_cmds",  # list, ensure, copy, cache list/prune
-    # "catalog_cmds",  # catalog refresh/check
+    "catalog_cmds",  # catalog refresh/check
 ]
 
 Handler = Callable[[argparse.Namespace], int]
