@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import zlib
 from types import ModuleType
-from typing import IO, Callable, Optional, Tuple, Type, cast
+from typing import IO, Callable, Optional, Tuple, Type, Union, cast
 
 from .errors import MissingExtraError
+
+#: Compressed input: bytes, or a memoryview slice of a larger read (no copy).
+Buffer = Union[bytes, bytearray, memoryview]
 
 
 class DecompressError(Exception):
@@ -39,7 +43,7 @@ _zlib, _ZLIB_ERRORS = _pick_zlib()
 INFLATE_BACKEND = "zlib-ng" if _zlib is not zlib else "zlib"
 
 
-def inflate_raw(data: bytes, size: int) -> bytes:
+def inflate_raw(data: Buffer, size: int) -> bytes:
     """Inflate raw deflate (window bits 12, as qemu writes qcow2 clusters) to exactly ``size``
     bytes; whatever follows the first ``size`` output bytes is ignored, as qemu does."""
     try:
@@ -51,14 +55,14 @@ def inflate_raw(data: bytes, size: int) -> bytes:
     return out
 
 
-def _zstd_cluster_decoder() -> Callable[[bytes, int], bytes]:
+def _zstd_cluster_decoder() -> Callable[[Buffer, int], bytes]:
     try:
         from compression import zstd as stdlib_zstd  # Python 3.14+
     except ImportError:
         stdlib_zstd = None
     if stdlib_zstd is not None:
 
-        def decode_stdlib(data: bytes, size: int) -> bytes:
+        def decode_stdlib(data: Buffer, size: int) -> bytes:
             out = bytearray()
             rest = data
             # One decompressor per frame; a cluster may hold several frames.
@@ -78,9 +82,13 @@ def _zstd_cluster_decoder() -> Callable[[bytes, int], bytes]:
     except ImportError:
         raise MissingExtraError("zstd-compressed data", "zstd", "zstandard") from None
 
-    dctx = zstandard.ZstdDecompressor()
+    # A ZstdDecompressor must not be shared between threads (the converter decodes in a pool).
+    local = threading.local()
 
-    def decode_zstandard(data: bytes, size: int) -> bytes:
+    def decode_zstandard(data: Buffer, size: int) -> bytes:
+        dctx = getattr(local, "dctx", None)
+        if dctx is None:
+            dctx = local.dctx = zstandard.ZstdDecompressor()
         reader = dctx.stream_reader(io.BytesIO(data), read_across_frames=True)
         out = bytearray()
         while len(out) < size:
@@ -93,7 +101,7 @@ def _zstd_cluster_decoder() -> Callable[[bytes, int], bytes]:
     return decode_zstandard
 
 
-_zstd_decode: Optional[Callable[[bytes, int], bytes]] = None
+_zstd_decode: Optional[Callable[[Buffer, int], bytes]] = None
 
 
 def zstd_available() -> bool:
@@ -104,7 +112,7 @@ def zstd_available() -> bool:
     return True
 
 
-def zstd_decompress(data: bytes, size: int) -> bytes:
+def zstd_decompress(data: Buffer, size: int) -> bytes:
     """Decode one or more zstd frames until exactly ``size`` bytes are produced."""
     global _zstd_decode
     if _zstd_decode is None:

@@ -1,0 +1,94 @@
+"""``pyimagecache convert SRC DST [--workers N]`` and ``pyimagecache info IMAGE [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    convert = subparsers.add_parser(
+        "convert",
+        help="convert a qcow2 image to a sparse raw disk",
+        description="Convert the qcow2 image SRC to a sparse raw disk DST (written to a "
+        "temporary file and renamed into place: DST is untouched on error).",
+    )
+    convert.add_argument("src", metavar="SRC")
+    convert.add_argument("dst", metavar="DST")
+    convert.add_argument(
+        "--workers", type=positive_int, metavar="N",
+        help="decompression threads (default: one per CPU, at most 8)",
+    )
+    convert.set_defaults(func=run_convert)
+
+    info = subparsers.add_parser(
+        "info",
+        help="describe a qcow2 image",
+        description="Print what qemu-img info prints for a qcow2 image, plus how many bytes "
+        "of the virtual disk are data, compressed, zero and unallocated.",
+    )
+    info.add_argument("image", metavar="IMAGE")
+    info.add_argument("--json", action="store_true", help="print JSON (qemu-img's field names)")
+    info.set_defaults(func=run_info)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..qcow2 import convert
+    from ._progressbar import ProgressBar
+
+    bar = ProgressBar(Path(args.src).name)  # draws only when stderr is a terminal
+    try:
+        convert(args.src, args.dst, workers=args.workers, progress=bar if bar.tty else None)
+    finally:
+        bar.close()
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    import json
+
+    from ..qcow2 import info
+
+    facts = info(args.image)
+    if args.json:
+        print(json.dumps(facts, indent=2))
+    else:
+        for line in human_lines(facts):
+            print(line)
+    return 0
+
+
+def human_lines(facts: Dict[str, Any]) -> list[str]:
+    from ._progressbar import human_bytes
+
+    size = facts["virtual-size"]
+    lines = [
+        f"image: {facts['filename']}",
+        "file format: qcow2",
+        f"virtual size: {human_bytes(size)} ({size} bytes)",
+        f"disk size: {human_bytes(facts['actual-size'])}",
+        f"cluster_size: {facts['cluster-size']}",
+    ]
+    if "backing-filename" in facts:
+        lines.append(f"backing file: {facts['backing-filename']}")
+        if "backing-filename-format" in facts:
+            lines.append(f"backing file format: {facts['backing-filename-format']}")
+    lines.append(f"snapshots: {facts['snapshots-count']}")
+    lines.append("format specific information:")
+    for key, value in facts["format-specific"]["data"].items():
+        lines.append(f"    {key}: {str(value).lower() if isinstance(value, bool) else value}")
+    lines.append(f"    dirty: {str(facts['dirty-flag']).lower()}")
+    lines.append("allocation:")
+    for kind, nbytes in facts["allocation"].items():
+        share = nbytes * 100 / size if size else 0.0
+        lines.append(f"    {kind}: {nbytes} bytes ({share:.1f}%)")
+    return lines
