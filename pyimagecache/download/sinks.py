@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Dict, List, Optional, Protocol, Sequence
 
+from .._sparse import start_writeback
 from ..errors import DownloadError
 
 CHUNK = 1 << 20
@@ -144,10 +145,7 @@ class FileSink:
         for all of it; POSIX_FADV_DONTNEED starts writeback without waiting (Linux) and keeps a
         big image from evicting everything else. Elsewhere it is skipped.
         """
-        advise = getattr(os, "posix_fadvise", None)
-        if advise is not None:
-            start = self._written_back
-            advise(self.fd, start, self.done - start, os.POSIX_FADV_DONTNEED)
+        start_writeback(self.fd, self._written_back, self.done - self._written_back)
         self._written_back = self.done
 
     def restart(self) -> None:

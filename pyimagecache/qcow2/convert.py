@@ -10,6 +10,7 @@ Worker threads read, decompress (zlib, zlib-ng and zstd release the GIL) and wri
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Callable, Deque, Iterator, List, Optional, Tuple
 
 from .._atomic import atomic_output
 from .._progress import ProgressCallback, Throttle
-from .._sparse import write_sparse
+from .._sparse import pread_into, start_writeback, write_sparse
 from ..errors import ConversionError
 from .image import Image, PathLike, open_image
 from .tables import COMPRESSED, DATA, UNALLOCATED, Run
@@ -78,10 +79,38 @@ def convert(
     return dst
 
 
+#: Start writeback each time this much has been written, so that the final fsync (needed
+#: before the rename) has little left to do.
+WRITEBACK_BYTES = 32 << 20
+
+_local = threading.local()
+
+
+def _buffer(name: str, size: int) -> bytearray:
+    """A per-thread buffer reused across tasks: fresh multi-megabyte allocations would cost a
+    page fault per 4 KiB every time, which is most of the time spent on fast inputs."""
+    buf: Optional[bytearray] = getattr(_local, name, None)
+    if buf is None or len(buf) < size:
+        buf = bytearray(size)
+        setattr(_local, name, buf)
+    return buf
+
+
 def _run(img: Image, fd: int, workers: int, progress: Throttle) -> None:
     total = img.virtual_size
-    done = 0
+    done = written = flushed = 0
     pending: Deque[Tuple[Future[int], int]] = deque()
+
+    def complete() -> None:
+        nonlocal done, written, flushed
+        future, n = pending.popleft()
+        written += future.result()
+        done += n
+        progress(done, total)
+        if written - flushed >= WRITEBACK_BYTES:
+            start_writeback(fd)
+            flushed = written
+
     with ThreadPoolExecutor(workers, thread_name_prefix="qcow2-convert") as pool:
         try:
             for task, nbytes in _tasks(img, fd):
@@ -90,15 +119,9 @@ def _run(img: Image, fd: int, workers: int, progress: Throttle) -> None:
                     continue
                 pending.append((pool.submit(task), nbytes))
                 while len(pending) > workers + 2:
-                    future, n = pending.popleft()
-                    future.result()
-                    done += n
-                    progress(done, total)
+                    complete()
             while pending:
-                future, n = pending.popleft()
-                future.result()
-                done += n
-                progress(done, total)
+                complete()
         except BaseException:
             # Stop queued work at once; running tasks finish before the pool exits.
             for future, _ in pending:
@@ -141,7 +164,11 @@ def _tasks(img: Image, fd: int) -> Iterator[Tuple[Optional[Task], int]]:
 
 def _data_task(img: Image, fd: int, host: int, guest: int, length: int) -> Task:
     def task() -> int:
-        return write_sparse(fd, guest, img.read_host(host, length))
+        buf = _buffer("input", length)
+        got = pread_into(img.data_fd, buf, length, host)
+        if got < length:  # a host cluster running past the end of the file reads as zeros
+            buf[got:length] = bytes(length - got)
+        return write_sparse(fd, guest, buf, length)
 
     return task
 
@@ -157,24 +184,26 @@ def _compressed_task(img: Image, fd: int, batch: List[Run]) -> Task:
     def task() -> int:
         lo = min(r.host for r in batch)
         hi = max(r.host + r.csize for r in batch)
-        view = memoryview(img.read_compressed_span(lo, hi - lo))
-        written = 0
-        # Guest-contiguous clusters are joined so that write_sparse coalesces their pwrites.
-        group: List[bytes] = []
-        group_start = group_end = batch[0].guest
+        inbuf = _buffer("input", hi - lo)
+        got = pread_into(img.fd, inbuf, hi - lo, lo)  # short only at the end of the file
+        stream = memoryview(inbuf)
+        out = _buffer("output", sum(r.length for r in batch))
+        # Guest-contiguous clusters are gathered so that write_sparse coalesces their pwrites.
+        written = filled = 0
+        group_start = batch[0].guest
         for run in batch:
-            cluster = img.decompress(run, view[run.host - lo : run.host - lo + run.csize])
-            if run.length < len(cluster):
-                cluster = cluster[: run.length]  # the last cluster of an odd-sized disk
-            if group and run.guest != group_end:
-                written += write_sparse(fd, group_start, b"".join(group))
-                group = []
-            if not group:
+            begin = run.host - lo
+            cluster = img.decompress(run, stream[begin : min(got, begin + run.csize)])
+            if filled and run.guest != group_start + filled:
+                written += write_sparse(fd, group_start, out, filled)
+                filled = 0
+            if not filled:
                 group_start = run.guest
-            group.append(cluster)
-            group_end = run.guest + run.length
-        if group:
-            written += write_sparse(fd, group_start, b"".join(group))
+            # run.length < cluster size only for the last cluster of an odd-sized disk
+            out[filled : filled + run.length] = memoryview(cluster)[: run.length]
+            filled += run.length
+        if filled:
+            written += write_sparse(fd, group_start, out, filled)
         return written
 
     return task

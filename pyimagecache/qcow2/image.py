@@ -345,6 +345,16 @@ class Image:
             yield current
 
     # -- reading ----------------------------------------------------------------------------
+    @property
+    def fd(self) -> int:
+        """The image's file descriptor (compressed clusters and metadata live here)."""
+        return self._fd
+
+    @property
+    def data_fd(self) -> int:
+        """Where data clusters live: the external data file's descriptor, or :attr:`fd`."""
+        return self._data.fd if self._data is not None else self._fd
+
     def read_host(self, offset: int, length: int) -> bytes:
         """Bytes of data clusters (from the external data file when there is one)."""
         if self._data is not None:
