@@ -89,14 +89,19 @@ def _zstd_cluster_decoder() -> Callable[[Buffer, int], bytes]:
         dctx = getattr(local, "dctx", None)
         if dctx is None:
             dctx = local.dctx = zstandard.ZstdDecompressor()
+        # qemu's frames declare their content size: when it is exactly one cluster, a one-shot
+        # decode is bounded by it (zstd checks the size) and avoids the streaming overhead.
+        if zstandard.frame_content_size(data) == size:
+            out: bytes = dctx.decompress(data)
+            return out
         reader = dctx.stream_reader(io.BytesIO(data), read_across_frames=True)
-        out = bytearray()
-        while len(out) < size:
-            part = reader.read(size - len(out))
+        parts = bytearray()
+        while len(parts) < size:
+            part = reader.read(size - len(parts))
             if not part:
                 break
-            out += part
-        return bytes(out)
+            parts += part
+        return bytes(parts)
 
     return decode_zstandard
 

@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
         "--workers", type=positive_int, metavar="N",
         help="decompression threads (default: one per CPU, at most 8)",
     )
-    convert.set_defaults(func=run_convert)
+    convert.set_defaults(func=run_convert, logs=False)
 
     info = subparsers.add_parser(
         "info",
@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
     )
     info.add_argument("image", metavar="IMAGE")
     info.add_argument("--json", action="store_true", help="print JSON (qemu-img's field names)")
-    info.set_defaults(func=run_info)
+    info.set_defaults(func=run_info, logs=False)
 
 
 def run_convert(args: argparse.Namespace) -> int:

@@ -7,8 +7,7 @@ size and the limits qemu enforces, so that later stages can index tables without
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from ..errors import Qcow2CorruptError, Qcow2UnsupportedError
 
@@ -50,8 +49,7 @@ _V3 = struct.Struct(">QQQII")
 _EXT = struct.Struct(">II")
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     """The validated header fields a reader needs (sizes in bytes, offsets into the file)."""
 
     version: int
@@ -72,7 +70,7 @@ class Header:
     backing_file: Optional[str]
     backing_format: Optional[str]
     data_file: Optional[str]
-    feature_names: Dict[Tuple[int, int], str] = field(default_factory=dict)
+    feature_names: Dict[Tuple[int, int], str]
 
     @property
     def cluster_size(self) -> int:

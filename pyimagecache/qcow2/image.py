@@ -11,7 +11,7 @@ import struct
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterator, NamedTuple, Optional, Protocol, Union
+from typing import Iterator, NamedTuple, Optional, Union
 
 from .._codecs import DecompressError, inflate_raw, zstd_decompress
 from ..errors import Qcow2CorruptError, Qcow2UnsupportedError
@@ -33,17 +33,6 @@ class Extent(NamedTuple):
     offset: int
     length: int
     kind: str
-
-
-class Source(Protocol):
-    """What a backing file must offer: a size and bounded reads."""
-
-    @property
-    def virtual_size(self) -> int: ...
-
-    def read(self, offset: int, length: int) -> bytes: ...
-
-    def close(self) -> None: ...
 
 
 def pread_exact(fd: int, offset: int, length: int) -> bytes:
@@ -417,6 +406,10 @@ class Image:
                 continue
             out[lo - offset : hi - offset] = piece
         return bytes(out)
+
+
+#: A backing file: another qcow2 image or a raw file.
+Source = Union["Image", RawFile]
 
 
 def open_image(path: PathLike) -> Image:
