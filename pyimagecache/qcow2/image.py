@@ -16,13 +16,22 @@ from typing import Iterator, NamedTuple, Optional, Union
 from .._codecs import DecompressError, inflate_raw, zstd_decompress
 from ..errors import Qcow2CorruptError, Qcow2UnsupportedError
 from .header import MAGIC, MAX_CLUSTER_BITS, MIN_CLUSTER_BITS, parse_header
-from .tables import COMPRESSED, DATA, UNALLOCATED, ZERO, L2Decoder, Run, l1_entry_offset
+from .tables import (
+    COMPRESSED,
+    DATA,
+    L1_OFFSET_MASK,
+    UNALLOCATED,
+    ZERO,
+    L2Decoder,
+    Run,
+    l1_entry_offset,
+)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Longest chain of backing files followed (a loop of backing files ends here too).
 MAX_BACKING_DEPTH = 16
-_L2_CACHE_TABLES = 16  # per image, for random reads; the converter reads each table once
+_L2_CACHE_BYTES = 4 << 20  # per image, for random reads; the converter reads each table once
 _ZERO_L1_CHUNK = bytes(4096)
 
 
@@ -94,6 +103,7 @@ class Image:
             self._l1 = os.pread(self._fd, self._l1_count * 8, hdr.l1_table_offset)
             if len(self._l1) < self._l1_count * 8:  # the header check makes this a race only
                 raise Qcow2CorruptError("L1 table: truncated (file shrank while reading)")
+            self._check_l1_aliases()
             data_size = self._data.virtual_size if self._data else self.file_size
             self._decoder = L2Decoder(hdr, self.file_size, data_size)
         except BaseException:
@@ -246,6 +256,20 @@ class Image:
         if self._fd < 0:
             raise ValueError("I/O operation on a closed qcow2 image")
 
+    def _check_l1_aliases(self) -> None:
+        """Two L1 entries sharing one L2 table is corruption (qemu-img check flags it); refusing
+        it also bounds the work of a walk by the size of the file, not by a hostile L1."""
+        seen: dict[int, int] = {}
+        for index in self._nonzero_l1(0, self._l1_count):
+            offset = self._l1_entry(index) & L1_OFFSET_MASK
+            if not offset:
+                continue
+            first = seen.setdefault(offset, index)
+            if first != index:
+                raise Qcow2CorruptError(
+                    f"L1 entries {first} and {index} both point to the L2 table at {offset:#x}"
+                )
+
     def _l1_entry(self, index: int) -> int:
         entry: int = struct.unpack_from(">Q", self._l1, 8 * index)[0]
         return entry
@@ -263,7 +287,7 @@ class Image:
         if cache:
             with self._lock:
                 self._l2_cache[index] = table
-                while len(self._l2_cache) > _L2_CACHE_TABLES:
+                while len(self._l2_cache) > max(1, _L2_CACHE_BYTES // self.cluster_size):
                     self._l2_cache.popitem(last=False)
         return table
 
