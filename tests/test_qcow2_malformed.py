@@ -559,3 +559,21 @@ def test_zstd_without_decoder_names_the_extra(
     with pytest.raises(MissingExtraError, match="zstd"):
         qcow2.convert(path, dst)
     assert not dst.exists()
+
+
+def test_l1_entries_sharing_an_l2_table(tmp_path: Path) -> None:
+    # Aliased L2 tables would let a tiny file describe an endless walk; qemu-img check flags it.
+    span = CS // 8 * CS  # guest bytes per L1 entry
+    w = Qcow2Writer(2 * span, cluster_bits=12)
+    w[0] = Data(b"\x01" * CS)
+    w[span // CS] = Data(b"\x02" * CS)
+    b = w.build()
+    b.set_u64(b.l1_entry_offset(1), b.u64(b.l1_entry_offset(0)))
+    src = tmp_path / "alias.qcow2"
+    b.save(src)
+    with pytest.raises(Qcow2CorruptError, match=r"L1 entries 0 and 1"):
+        exercise(src)
+    dst = tmp_path / "out.raw"
+    with pytest.raises(Qcow2CorruptError):
+        qcow2.convert(src, dst)
+    assert not dst.exists()
