@@ -476,6 +476,45 @@ def test_failed_convert_leaves_dst_and_no_temp(tmp_path: Path) -> None:
     assert names(tmp_path) == ["bad.qcow2", "out.raw"]
 
 
+def test_progress_callback_error_propagates_and_leaves_dst(tmp_path: Path) -> None:
+    w = Qcow2Writer(40 * CS)
+    for c in range(40):
+        w[c] = Data(bytes([c + 1]) * CS)
+    src, dst = tmp_path / "p.qcow2", tmp_path / "out.raw"
+    save(w, src)
+    dst.write_bytes(b"keep me")
+
+    class Stop(Exception):
+        pass
+
+    def progress(done: int, total: Optional[int]) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        qcow2.convert(src, dst, progress=progress)
+    assert dst.read_bytes() == b"keep me"
+    assert names(tmp_path) == ["out.raw", "p.qcow2"]
+
+
+def test_missing_source_is_file_not_found_naming_it(tmp_path: Path) -> None:
+    src = tmp_path / "absent.qcow2"
+    with pytest.raises(FileNotFoundError) as info:
+        qcow2.convert(src, tmp_path / "out.raw")
+    assert info.value.filename is not None and str(src) in str(info.value.filename)
+    assert names(tmp_path) == []
+
+
+def test_directory_as_source_error_names_it(tmp_path: Path) -> None:
+    # Linux lets a directory be opened read-only; the failure comes from the first pread.
+    src = tmp_path / "a-directory"
+    src.mkdir()
+    with pytest.raises((OSError, ImageCacheError)) as info:
+        qcow2.open(src)
+    err = info.value
+    named = str(err) + " " + str(getattr(err, "filename", None))
+    assert str(src) in named, repr(err)
+
+
 def many_small_tasks(path: Path, n: int = 16384) -> Tuple[int, int, bytes]:
     """``n`` (default: 64 MiB of) 4 KiB clusters whose L2 entries point at four shared host
     clusters, so no two are host-contiguous: the converter gets one task per cluster."""
@@ -793,11 +832,17 @@ def test_missing_backing_file_is_an_image_cache_error(tmp_path: Path) -> None:
 # -- concurrency ------------------------------------------------------------------------------
 
 
-def test_concurrent_reads_on_one_image(tmp_path: Path) -> None:
-    # image.py documents that one Image may be read from several threads at once.
-    backing = random.Random(12).randbytes(200 * 4096)
+def test_concurrent_reads_on_one_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # image.py documents that one Image may be read from several threads at once. 512-byte
+    # clusters give one L2 table per 64 clusters, and a cache of 4 tables makes the threads
+    # evict each other's tables all the time.
+    from pyimagecache.qcow2 import image as image_module
+
+    monkeypatch.setattr(image_module, "_L2_CACHE_BYTES", 4 * 512)
+    cs = 512
+    backing = random.Random(12).randbytes(1200 * cs)
     (tmp_path / "base.raw").write_bytes(backing)
-    w = mixed(seed=6, clusters=200, cluster_bits=12)  # many L2 entries, all kinds
+    w = mixed(seed=6, clusters=1200, cluster_bits=9)  # all kinds, ~19 L2 tables
     w.backing_file = "base.raw"
     w.backing_format = "raw"
     built = w.build()
@@ -811,13 +856,14 @@ def test_concurrent_reads_on_one_image(tmp_path: Path) -> None:
         rng = random.Random(seed)
         bad: List[Tuple[int, int]] = []
         barrier.wait(timeout=10)
-        for _ in range(150):
+        for _ in range(200):
             off = rng.randrange(w.virtual_size)
-            n = rng.randrange(1, min(w.virtual_size - off, 5 * 4096) + 1)
+            n = rng.randrange(1, min(w.virtual_size - off, 70 * cs) + 1)
             if img.read(off, n) != expected[off : off + n]:
                 bad.append((off, n))
         return bad
 
     with qcow2.open(path) as img, ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(worker, range(threads)))
+        assert img.read(0, w.virtual_size) == expected
     assert results == [[]] * threads
