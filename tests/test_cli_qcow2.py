@@ -130,6 +130,29 @@ def test_convert_into_a_missing_directory_names_dst(tmp_path: Path) -> None:
     assert str(dst) in line, line
 
 
+def test_convert_past_the_file_size_limit_is_one_error_line(tmp_path: Path) -> None:
+    # RLIMIT_FSIZE below the virtual size: the output cannot be sized (EFBIG; Python ignores
+    # SIGXFSZ). The error names DST and no temporary file is left behind.
+    resource = pytest.importorskip("resource")
+    src, dst = tmp_path / "img.qcow2", tmp_path / "out.raw"
+    image(src, clusters=64)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyimagecache", "convert", str(src), str(dst)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit,
+        stdin=subprocess.DEVNULL,
+    )
+    line = assert_one_error_line(proc)
+    assert str(dst) in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.qcow2"]
+
+
 @pytest.mark.parametrize("command", ["convert", "info"])
 def test_directory_as_source_names_the_path(tmp_path: Path, command: str) -> None:
     src = tmp_path / "a-directory"

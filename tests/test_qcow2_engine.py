@@ -550,6 +550,23 @@ def test_progress_on_an_image_with_nothing_allocated(tmp_path: Path) -> None:
     assert calls and calls[-1] == (10 * CS + 3, 10 * CS + 3)
 
 
+def test_zero_sized_image(tmp_path: Path) -> None:
+    src, dst = tmp_path / "z.qcow2", tmp_path / "z.raw"
+    save(Qcow2Writer(0), src)
+    with qcow2.open(src) as img:
+        assert img.virtual_size == 0
+        assert list(img.extents()) == []
+        assert img.read(0, 0) == b""
+        with pytest.raises(ValueError):
+            img.read(0, 1)
+    assert qcow2.info(src)["allocation"] == dict.fromkeys(
+        ("data", "compressed", "zero", "unallocated"), 0
+    )
+    calls, progress = recorder()
+    assert qcow2.convert(src, dst, progress=progress).read_bytes() == b""
+    assert calls == [(0, 0)]
+
+
 def test_workers_one_and_four_give_identical_bytes(tmp_path: Path) -> None:
     w = Qcow2Writer(300 * 16384 - 512, cluster_bits=14)
     rng = random.Random(9)
