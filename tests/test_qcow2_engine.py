@@ -37,11 +37,13 @@ def save(w: Qcow2Writer, path: Path) -> bytes:
     return built.expected()
 
 
-def mixed(seed: int = 0, clusters: int = 24, cluster_bits: int = 16) -> Qcow2Writer:
+def mixed(
+    seed: int = 0, clusters: int = 24, cluster_bits: int = 16, compression: str = "deflate"
+) -> Qcow2Writer:
     """Data, compressed, zero and unallocated clusters, with an odd tail."""
     rng = random.Random(seed)
     cs = 1 << cluster_bits
-    w = Qcow2Writer(clusters * cs - 777, cluster_bits=cluster_bits)
+    w = Qcow2Writer(clusters * cs - 777, cluster_bits=cluster_bits, compression=compression)
     for c in range(clusters):
         r = c % 6
         if r in (0, 1):
@@ -849,7 +851,10 @@ def test_missing_backing_file_is_an_image_cache_error(tmp_path: Path) -> None:
 # -- concurrency ------------------------------------------------------------------------------
 
 
-def test_concurrent_reads_on_one_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("codec", ["deflate", "zstd"])
+def test_concurrent_reads_on_one_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str
+) -> None:
     # image.py documents that one Image may be read from several threads at once. 512-byte
     # clusters give one L2 table per 64 clusters, and a cache of 4 tables makes the threads
     # evict each other's tables all the time.
@@ -859,7 +864,7 @@ def test_concurrent_reads_on_one_image(tmp_path: Path, monkeypatch: pytest.Monke
     cs = 512
     backing = random.Random(12).randbytes(1200 * cs)
     (tmp_path / "base.raw").write_bytes(backing)
-    w = mixed(seed=6, clusters=1200, cluster_bits=9)  # all kinds, ~19 L2 tables
+    w = mixed(seed=6, clusters=1200, cluster_bits=9, compression=codec)  # ~19 L2 tables
     w.backing_file = "base.raw"
     w.backing_format = "raw"
     built = w.build()
