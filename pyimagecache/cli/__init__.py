@@ -66,6 +66,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def describe(exc: BaseException) -> str:
     """One line for an error: OSError gets its filename, everything else its message."""
     if isinstance(exc, OSError) and not isinstance(exc, ImageCacheError):
-        where = f": {exc.filename}" if exc.filename else ""
+        # A file name may hold a newline or other control characters: escape them.
+        where = f": {printable(str(exc.filename))}" if exc.filename else ""
         return f"{exc.strerror or exc}{where}"
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

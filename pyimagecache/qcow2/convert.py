@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Deque, Iterator, List, Optional, Tuple
+from typing import Callable, Deque, Iterator, List, Optional, Tuple, Union
 
 from .._atomic import atomic_output
 from .._progress import ProgressCallback, Throttle
@@ -64,19 +64,44 @@ def convert(
     throttle = Throttle(progress)
     with open_image(src) as img, atomic_output(dst) as tmp:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(tmp, flags, 0o666)
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except OSError as exc:
+            # Name what the caller asked for, not the hidden temporary sibling.
+            raise ConversionError(f"cannot create {dst}: {exc.strerror or exc}") from exc
         try:
             try:
                 os.ftruncate(fd, img.virtual_size)
             except OSError as exc:
                 raise ConversionError(
                     f"cannot create a {img.virtual_size}-byte file at {dst}: {exc.strerror}"
-                ) from None
+                ) from exc
             _run(img, fd, workers or default_workers(), throttle)
+        except _WriteError as exc:
+            cause = exc.__cause__
+            reason = cause.strerror if isinstance(cause, OSError) else cause
+            raise ConversionError(f"cannot write {dst}: {reason}") from cause
+        except OSError as exc:
+            if exc.filename is None:  # a pread on the source (an I/O error)
+                exc.filename = str(src)
+            raise
         finally:
             os.close(fd)
     throttle(img.virtual_size, img.virtual_size, final=True)
     return dst
+
+
+class _WriteError(Exception):
+    """Internal: writing the output failed (the cause is the OSError), as opposed to reading."""
+
+
+def _write(
+    fd: int, offset: int, data: Union[bytes, bytearray], length: Optional[int] = None
+) -> int:
+    try:
+        return write_sparse(fd, offset, data, length)
+    except OSError as exc:
+        raise _WriteError() from exc
 
 
 #: Start writeback each time this much has been written, so that the final fsync (needed
@@ -168,14 +193,14 @@ def _data_task(img: Image, fd: int, host: int, guest: int, length: int) -> Task:
         got = pread_into(img.data_fd, buf, length, host)
         if got < length:  # a host cluster running past the end of the file reads as zeros
             buf[got:length] = bytes(length - got)
-        return write_sparse(fd, guest, buf, length)
+        return _write(fd, guest, buf, length)
 
     return task
 
 
 def _backing_task(img: Image, fd: int, guest: int, length: int) -> Task:
     def task() -> int:
-        return write_sparse(fd, guest, img.read_backing(guest, length))
+        return _write(fd, guest, img.read_backing(guest, length))
 
     return task
 
@@ -195,7 +220,7 @@ def _compressed_task(img: Image, fd: int, batch: List[Run]) -> Task:
             begin = run.host - lo
             cluster = img.decompress(run, stream[begin : min(got, begin + run.csize)])
             if filled and run.guest != group_start + filled:
-                written += write_sparse(fd, group_start, out, filled)
+                written += _write(fd, group_start, out, filled)
                 filled = 0
             if not filled:
                 group_start = run.guest
@@ -203,7 +228,7 @@ def _compressed_task(img: Image, fd: int, batch: List[Run]) -> Task:
             out[filled : filled + run.length] = memoryview(cluster)[: run.length]
             filled += run.length
         if filled:
-            written += write_sparse(fd, group_start, out, filled)
+            written += _write(fd, group_start, out, filled)
         return written
 
     return task

@@ -106,6 +106,11 @@ class Image:
             self._check_l1_aliases()
             data_size = self._data.virtual_size if self._data else self.file_size
             self._decoder = L2Decoder(hdr, self.file_size, data_size)
+        except OSError as exc:
+            self.close()
+            if exc.filename is None:  # a pread on our fd (a directory, an I/O error)
+                exc.filename = str(self.path)
+            raise
         except BaseException:
             self.close()
             raise
