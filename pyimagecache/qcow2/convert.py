@@ -29,6 +29,9 @@ TASK_BYTES = 1 << 20
 #: A batch of compressed clusters is read with one pread while its host span stays this small.
 MAX_BATCH_SPAN = 4 << 20
 MAX_WORKERS = 8
+#: Start writeback each time this much has been written, so that the final fsync (needed
+#: before the rename) has little left to do.
+WRITEBACK_BYTES = 32 << 20
 
 Task = Callable[[], int]
 
@@ -103,10 +106,6 @@ def _write(
     except OSError as exc:
         raise _WriteError() from exc
 
-
-#: Start writeback each time this much has been written, so that the final fsync (needed
-#: before the rename) has little left to do.
-WRITEBACK_BYTES = 32 << 20
 
 _local = threading.local()
 

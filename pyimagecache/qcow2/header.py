@@ -7,7 +7,7 @@ size and the limits qemu enforces, so that later stages can index tables without
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 from ..errors import Qcow2CorruptError, Qcow2UnsupportedError
 
@@ -41,8 +41,6 @@ EXT_CRYPTO = 0x0537BE77
 EXT_DATA_FILE = 0x44415441
 
 COMPRESSION_TYPES = {0: "deflate", 1: "zstd"}
-_INCOMPAT_NAMES = {0: "dirty", 1: "corrupt", 2: "external data file", 3: "compression type",
-                   4: "extended L2 entries"}
 
 _V2 = struct.Struct(">4sIQIIQIIQQIIQ")
 _V3 = struct.Struct(">QQQII")
@@ -299,12 +297,3 @@ def _decode_name(raw: bytes, what: str) -> str:
         return raw.split(b"\0", 1)[0].decode("utf-8")
     except UnicodeDecodeError:
         raise _corrupt(f"the {what} is not valid UTF-8: {raw[:64]!r}") from None
-
-
-def incompatible_names(header: Header) -> List[str]:
-    """Names of the set incompatible bits, for info and messages."""
-    return [
-        header.feature_names.get((0, bit), _INCOMPAT_NAMES.get(bit, f"bit {bit}"))
-        for bit in range(64)
-        if header.incompatible_features >> bit & 1
-    ]
