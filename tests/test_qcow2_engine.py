@@ -889,3 +889,35 @@ def test_concurrent_reads_on_one_image(
         results = list(pool.map(worker, range(threads)))
         assert img.read(0, w.virtual_size) == expected
     assert results == [[]] * threads
+
+
+def test_peak_memory_is_bounded_with_2mib_clusters_and_8_workers(tmp_path: Path) -> None:
+    # Each worker holds about four clusters of buffers; with 2 MiB clusters the converter runs
+    # fewer workers than asked, so peak RSS stays under the 64 MiB bar.
+    import subprocess
+    import sys
+
+    rng = random.Random(7)
+    cs = 2 << 20
+    w = Qcow2Writer(24 * cs, cluster_bits=21)
+    for c in range(24):
+        half = rng.randbytes(cs // 2)
+        w[c] = Compressed(half + half[: cs // 4] + bytes(cs // 4))
+    src, dst = tmp_path / "big.qcow2", tmp_path / "big.raw"
+    expected = save(w, src)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the (large) parent across exec.
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("peak RSS read from /proc/self/status (Linux)")
+    code = (
+        "import sys; from pyimagecache import qcow2; "
+        "qcow2.convert(sys.argv[1], sys.argv[2], workers=8); "
+        "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(src), str(dst)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    peak_kib = int(out)
+    assert peak_kib < 64 * 1024, f"peak RSS {peak_kib} KiB"
+    assert dst.read_bytes() == expected

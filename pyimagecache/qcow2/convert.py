@@ -29,6 +29,9 @@ TASK_BYTES = 1 << 20
 #: A batch of compressed clusters is read with one pread while its host span stays this small.
 MAX_BATCH_SPAN = 4 << 20
 MAX_WORKERS = 8
+#: Worker buffers (input, output, one decompressed cluster, the codec's own) stay within this,
+#: which caps the worker count for large clusters: peak RSS stays under 64 MiB in every case.
+WORKER_MEMORY = 40 << 20
 #: Start writeback each time this much has been written, so that the final fsync (needed
 #: before the rename) has little left to do.
 WRITEBACK_BYTES = 32 << 20
@@ -57,6 +60,8 @@ def convert(
     The output is exactly the virtual size; all-zero 4 KiB blocks are never written. It is
     written to a hidden sibling, fsynced and renamed onto ``dst``, so on any error ``dst`` is
     untouched. ``progress(done, total)`` is called a few times a second and once at the end.
+    ``workers`` threads decompress and write (default: one per CPU, at most 8; fewer for
+    2 MiB clusters, to bound memory).
 
     >>> convert("noble.img", "noble.raw", workers=2)  # doctest: +SKIP
     PosixPath('noble.raw')
@@ -79,7 +84,7 @@ def convert(
                 raise ConversionError(
                     f"cannot create a {img.virtual_size}-byte file at {dst}: {exc.strerror}"
                 ) from exc
-            _run(img, fd, workers or default_workers(), throttle)
+            _run(img, fd, _fit_workers(workers or default_workers(), img.cluster_size), throttle)
         except _WriteError as exc:
             cause = exc.__cause__
             reason = cause.strerror if isinstance(cause, OSError) else cause
@@ -92,6 +97,13 @@ def convert(
             os.close(fd)
     throttle(img.virtual_size, img.virtual_size, final=True)
     return dst
+
+
+def _fit_workers(workers: int, cluster_size: int) -> int:
+    """As many workers as asked for, while their buffers fit WORKER_MEMORY (2 MiB clusters
+    need ~10 MiB per worker)."""
+    per_worker = 2 * TASK_BYTES + 4 * cluster_size
+    return max(1, min(workers, WORKER_MEMORY // per_worker))
 
 
 class _WriteError(Exception):
