@@ -830,8 +830,8 @@ def test_self_referencing_backing_is_qcow2_error(tmp_path: Path, fmt: Optional[s
         qcow2.open(path)
     if before is not None:
         assert open_fds() == before
-    with pytest.raises(Qcow2Error):
-        qcow2.info(path)
+    # info, like qemu-img info, does not open the backing chain: the loop is not its concern.
+    assert qcow2.info(path)["backing-filename"] == "loop.qcow2"
 
 
 def test_two_images_backing_each_other_is_qcow2_error(tmp_path: Path) -> None:
@@ -921,3 +921,18 @@ def test_peak_memory_is_bounded_with_2mib_clusters_and_8_workers(tmp_path: Path)
     peak_kib = int(out)
     assert peak_kib < 64 * 1024, f"peak RSS {peak_kib} KiB"
     assert dst.read_bytes() == expected
+
+
+def test_info_does_not_need_the_backing_file(tmp_path: Path) -> None:
+    # As with qemu-img info: the metadata is the image's own; only reading needs the chain.
+    w = Qcow2Writer(4 * 4096, cluster_bits=12, backing_file="gone.raw", backing_format="raw")
+    w[1] = Data(b"\x07" * 4096)
+    src = tmp_path / "top.qcow2"
+    save(w, src)
+    facts = qcow2.info(src)
+    assert facts["backing-filename"] == "gone.raw"
+    assert facts["full-backing-filename"] == str(tmp_path / "gone.raw")
+    assert facts["allocation"]["data"] == 4096
+    assert facts["allocation"]["unallocated"] == 3 * 4096
+    with pytest.raises(Qcow2Error, match="gone.raw"):
+        qcow2.open(src)

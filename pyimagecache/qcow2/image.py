@@ -87,7 +87,7 @@ def open_source(path: Path, fmt: Optional[str], depth: int) -> Source:
 class Image:
     """An open qcow2 image. Use :func:`pyimagecache.qcow2.open`."""
 
-    def __init__(self, path: PathLike, *, _depth: int = 0) -> None:
+    def __init__(self, path: PathLike, *, backing: bool = True, _depth: int = 0) -> None:
         self.path = Path(path)
         self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         self.backing: Optional[Source] = None
@@ -96,7 +96,8 @@ class Image:
             self.file_size = os.fstat(self._fd).st_size
             self.header = parse_header(self._read_cluster0(), self.file_size)
             self._open_data_file()
-            self._open_backing(_depth)
+            if backing:
+                self._open_backing(_depth)
             hdr = self.header
             self._span = hdr.l2_entries * hdr.cluster_size
             self._l1_count = -(-hdr.virtual_size // self._span)
@@ -441,11 +442,12 @@ class Image:
 Source = Union["Image", RawFile]
 
 
-def open_image(path: PathLike) -> Image:
-    """Open and validate a qcow2 image.
+def open_image(path: PathLike, *, backing: bool = True) -> Image:
+    """Open and validate a qcow2 image. With ``backing=False`` its backing file is not opened
+    (unallocated ranges then read as zeros), which is enough for metadata such as ``info``.
 
     >>> with open_image("disk.qcow2") as img:  # doctest: +SKIP
     ...     print(img.virtual_size, img.compression_type)
     """
-    return Image(path)
+    return Image(path, backing=backing)
 

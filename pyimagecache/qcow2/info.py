@@ -16,7 +16,8 @@ def info(path: PathLike) -> Dict[str, Any]:
     >>> info("noble.img")["virtual-size"]  # doctest: +SKIP
     3758096384
     """
-    with open_image(path) as img:
+    # Like qemu-img info, this needs only the image itself, not its backing file.
+    with open_image(path, backing=False) as img:
         return describe(img)
 
 
