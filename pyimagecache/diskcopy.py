@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Iterator, Tuple, Union
 
 from ._atomic import atomic_output
-from ._sparse import write_sparse
+from ._sparse import start_writeback, write_sparse
 from .errors import DiskCopyError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 CHUNK = 8 << 20
+#: Writeback is started after each copied stretch of this size.
+WRITEBACK_BYTES = 32 << 20
 _SIZE = re.compile(r"\s*(\d+)\s*([kmgtp]?)(i?b)?\s*", re.IGNORECASE)
 _UNITS = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
 
@@ -136,13 +138,15 @@ def _copy_range(src_fd: int, dst_fd: int, start: int, end: int) -> int:
     pos = start
     while pos < end:
         try:
-            n = os.copy_file_range(src_fd, dst_fd, min(end - pos, 1 << 30), pos, pos)
+            n = os.copy_file_range(src_fd, dst_fd, min(end - pos, WRITEBACK_BYTES), pos, pos)
         except OSError as exc:
             if exc.errno in _NO_COPY_RANGE:
                 return pos
             raise
         if n == 0:  # source shrank under us
             raise DiskCopyError(f"source disk ended early at offset {pos} (modified during copy?)")
+        # Overlap the disk writes with the copy: the publishing fsync then has little left.
+        start_writeback(dst_fd, pos, n)
         pos += n
     return pos
 
