@@ -103,3 +103,35 @@ def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:
             advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
         except OSError:
             pass  # advice only
+
+
+#: Bytes written between two calls of start_writeback by a WritebackPacer.
+WRITEBACK_BYTES = 32 << 20
+
+
+class WritebackPacer:
+    """Starts writeback of ``fd`` each time another ``every`` bytes have been written to it,
+    so that the disk works while the writer does and the publishing fsync has little left.
+
+    A writer that knows where it wrote passes ``offset``: only the span written since the last
+    writeback is advised, which is cheaper on a large file than advising all of it.
+    """
+
+    def __init__(self, fd: int, every: int = WRITEBACK_BYTES) -> None:
+        self.fd = fd
+        self.every = every
+        self._since = 0
+        self._lo: Optional[int] = None
+        self._hi = 0
+
+    def wrote(self, nbytes: int, offset: Optional[int] = None) -> None:
+        self._since += nbytes
+        if offset is not None:
+            self._lo = offset if self._lo is None else min(self._lo, offset)
+            self._hi = max(self._hi, offset + nbytes)
+        if self._since >= self.every:
+            if self._lo is None:
+                start_writeback(self.fd)
+            else:
+                start_writeback(self.fd, self._lo, self._hi - self._lo)
+            self._since, self._lo, self._hi = 0, None, 0

@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Iterator, Tuple, Union
 
 from ._atomic import atomic_output
-from ._sparse import start_writeback, write_sparse
+from ._sparse import WRITEBACK_BYTES, WritebackPacer, write_sparse
 from .errors import DiskCopyError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 CHUNK = 8 << 20
-#: Writeback is started after each copied stretch of this size.
-WRITEBACK_BYTES = 32 << 20
 _SIZE = re.compile(r"\s*(\d+)\s*([kmgtp]?)(i?b)?\s*", re.IGNORECASE)
 _UNITS = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
 
@@ -100,14 +98,15 @@ def copy_disk(src: PathLike, dst: PathLike, size: int = 0) -> Path:
 
 def _copy_data(src_fd: int, dst_fd: int, length: int) -> None:
     method = METHODS[0]
+    writeback = WritebackPacer(dst_fd)
     for start, end in data_extents(src_fd, length):
         if method == "copy_file_range":
-            done = _copy_range(src_fd, dst_fd, start, end)
+            done = _copy_range(src_fd, dst_fd, start, end, writeback)
             if done < end:  # not supported here: read the rest of this and every later extent
                 method = "read"
                 start = done
         if method == "read":
-            _read_range(src_fd, dst_fd, start, end)
+            _read_range(src_fd, dst_fd, start, end, writeback)
 
 
 def data_extents(fd: int, length: int) -> Iterator[Tuple[int, int]]:
@@ -133,7 +132,9 @@ def data_extents(fd: int, length: int) -> Iterator[Tuple[int, int]]:
         pos = end
 
 
-def _copy_range(src_fd: int, dst_fd: int, start: int, end: int) -> int:
+def _copy_range(
+    src_fd: int, dst_fd: int, start: int, end: int, writeback: WritebackPacer
+) -> int:
     """copy_file_range from start to end; returns where it stopped (< end if unsupported)."""
     pos = start
     while pos < end:
@@ -145,17 +146,19 @@ def _copy_range(src_fd: int, dst_fd: int, start: int, end: int) -> int:
             raise
         if n == 0:  # source shrank under us
             raise DiskCopyError(f"source disk ended early at offset {pos} (modified during copy?)")
-        # Overlap the disk writes with the copy: the publishing fsync then has little left.
-        start_writeback(dst_fd, pos, n)
+        writeback.wrote(n, pos)
         pos += n
     return pos
 
 
-def _read_range(src_fd: int, dst_fd: int, start: int, end: int) -> None:
+def _read_range(
+    src_fd: int, dst_fd: int, start: int, end: int, writeback: WritebackPacer
+) -> None:
     pos = start
     while pos < end:
         data = os.pread(src_fd, min(CHUNK, end - pos), pos)
         if not data:
             raise DiskCopyError(f"source disk ended early at offset {pos} (modified during copy?)")
         write_sparse(dst_fd, pos, data)
+        writeback.wrote(len(data), pos)
         pos += len(data)

@@ -13,12 +13,10 @@ import threading
 from pathlib import Path
 from typing import Dict, List, Optional, Protocol, Sequence
 
-from .._sparse import start_writeback
+from .._sparse import WritebackPacer
 from ..errors import DownloadError
 
 CHUNK = 1 << 20
-#: Every this many bytes, the partial's dirty pages are pushed towards the disk (see FileSink).
-WRITEBACK_WINDOW = 32 << 20
 
 
 class Sink(Protocol):
@@ -116,7 +114,10 @@ class FileSink:
         self.path = path
         self.hashes = hashes
         self.done = done
-        self._written_back = done
+        # Without this a 1 GiB download sits dirty in the page cache and the final fsync waits
+        # for all of it; advising each window just written also keeps a big image from
+        # evicting everything else from the cache.
+        self._writeback = WritebackPacer(fd)
 
     def write(self, data: bytes) -> None:
         # Hashed first, so a background hasher works while we write. Should the write fail,
@@ -126,10 +127,9 @@ class FileSink:
         try:
             while view:
                 n = os.write(self.fd, view)
+                self._writeback.wrote(n, self.done)
                 self.done += n
                 view = view[n:]
-            if self.done - self._written_back >= WRITEBACK_WINDOW:
-                self._write_back()
         except OSError as exc:
             raise DownloadError(
                 f"cannot write {self.path}: {exc.strerror or exc} "
@@ -137,16 +137,6 @@ class FileSink:
                 path=str(self.path),
                 done=self.done,
             ) from exc
-
-    def _write_back(self) -> None:
-        """Start writing the last window to disk now, and let its pages leave the cache.
-
-        Without this a 1 GiB download sits dirty in the page cache and the final fsync waits
-        for all of it; POSIX_FADV_DONTNEED starts writeback without waiting (Linux) and keeps a
-        big image from evicting everything else. Elsewhere it is skipped.
-        """
-        start_writeback(self.fd, self._written_back, self.done - self._written_back)
-        self._written_back = self.done
 
     def restart(self) -> None:
         try:
@@ -157,7 +147,7 @@ class FileSink:
                 f"cannot truncate {self.path}: {exc.strerror or exc}", path=str(self.path)
             ) from exc
         self.done = 0
-        self._written_back = 0
+        self._writeback = WritebackPacer(self.fd)
         self.hashes.restart()
 
 

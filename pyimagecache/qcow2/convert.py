@@ -18,7 +18,7 @@ from typing import Callable, Deque, Iterator, List, Optional, Tuple, Union
 
 from .._atomic import atomic_output
 from .._progress import ProgressCallback, Throttle
-from .._sparse import pread_into, start_writeback, write_sparse
+from .._sparse import WritebackPacer, pread_into, write_sparse
 from ..errors import ConversionError
 from .image import Image, PathLike, open_image
 from .tables import COMPRESSED, DATA, UNALLOCATED, Run
@@ -32,9 +32,6 @@ MAX_WORKERS = 8
 #: Worker buffers (input, output, one decompressed cluster, the codec's own) stay within this,
 #: which caps the worker count for large clusters: peak RSS stays under 64 MiB in every case.
 WORKER_MEMORY = 40 << 20
-#: Start writeback each time this much has been written, so that the final fsync (needed
-#: before the rename) has little left to do.
-WRITEBACK_BYTES = 32 << 20
 
 Task = Callable[[], int]
 
@@ -134,18 +131,16 @@ def _buffer(name: str, size: int) -> bytearray:
 
 def _run(img: Image, fd: int, workers: int, progress: Throttle) -> None:
     total = img.virtual_size
-    done = written = flushed = 0
+    done = 0
     pending: Deque[Tuple[Future[int], int]] = deque()
+    writeback = WritebackPacer(fd)
 
     def complete() -> None:
-        nonlocal done, written, flushed
+        nonlocal done
         future, n = pending.popleft()
-        written += future.result()
+        writeback.wrote(future.result())
         done += n
         progress(done, total)
-        if written - flushed >= WRITEBACK_BYTES:
-            start_writeback(fd)
-            flushed = written
 
     with ThreadPoolExecutor(workers, thread_name_prefix="qcow2-convert") as pool:
         try:
