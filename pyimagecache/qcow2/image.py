@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Union
 
 from .._codecs import DecompressError, inflate_raw, zstd_decompress
+from .._sparse import pread_into
 from ..errors import Qcow2CorruptError, Qcow2UnsupportedError
 from .header import MAGIC, MAX_CLUSTER_BITS, MIN_CLUSTER_BITS, parse_header
 from .tables import (
@@ -46,13 +47,9 @@ class Extent(NamedTuple):
 
 def pread_exact(fd: int, offset: int, length: int) -> bytes:
     """Read ``length`` bytes at ``offset``; bytes past the end of the file read as zeros."""
-    data = os.pread(fd, length, offset)
-    while len(data) < length:
-        more = os.pread(fd, length - len(data), offset + len(data))
-        if not more:
-            return data + bytes(length - len(data))
-        data += more
-    return data
+    buf = bytearray(length)  # zero-filled: a short read at the end of the file stays padded
+    pread_into(fd, buf, length, offset)
+    return bytes(buf)
 
 
 class RawFile:

@@ -48,7 +48,7 @@ def describe(img: Image) -> Dict[str, Any]:
         "filename": str(img.path),
         "cluster-size": img.cluster_size,
         "format": "qcow2",
-        "actual-size": os.stat(img.path).st_blocks * 512,
+        "actual-size": os.fstat(img.fd).st_blocks * 512,
         "dirty-flag": img.dirty,
         "format-specific": {"type": "qcow2", "data": specific},
         "snapshots-count": img.snapshots_count,
