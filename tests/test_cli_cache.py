@@ -229,3 +229,17 @@ def test_ensure_hit_is_fast_and_imports_nothing_heavy(env: Env) -> None:
     # The bar is 150 ms on an idle machine; shared CI cores get headroom.
     assert min(timings) < 0.5, timings
 
+
+
+def test_list_into_a_closed_pipe_is_quiet() -> None:
+    # `pyimagecache list | head -1`: the reader leaves early; no "error: Broken pipe" line.
+    # The read end is closed before the child writes, so the broken pipe is certain.
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pyimagecache", "list"], stdout=write_fd,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_fd)
+    assert proc.stderr == "", proc.stderr
+    assert proc.returncode == 141

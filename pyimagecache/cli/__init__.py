@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -56,6 +57,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         print("pyimagecache: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`pyimagecache list | head`): not an error worth a message.
+        # Point stdout at /dev/null so that the interpreter's final flush fails silently too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ImageCacheError, OSError) as exc:
         if args.debug:
             raise
