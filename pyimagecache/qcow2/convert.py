@@ -5,16 +5,19 @@ about a megabyte: a slice of a data run, or a batch of compressed clusters read 
 Worker threads read, decompress (zlib, zlib-ng and zstd release the GIL) and write the non-zero
 4 KiB blocks with pwrite, so there is no ordering between writes to keep. At most
 ``workers + 2`` tasks are in flight, which bounds memory whatever the image size.
+
+The workers are plain threads fed by a ``SimpleQueue`` rather than a ``concurrent.futures``
+pool: results need no order, so two queues are all the pipeline needs, and importing
+``concurrent.futures`` (which imports ``logging``) cost ~10 ms of every CLI run.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Deque, Iterator, List, Optional, Tuple, Union
+from queue import SimpleQueue
+from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 from .._atomic import atomic_output
 from .._progress import ProgressCallback, Throttle
@@ -129,35 +132,74 @@ def _buffer(name: str, size: int) -> bytearray:
     return buf
 
 
+#: A queued task and the guest bytes it covers; None tells a worker to exit.
+_Job = Optional[Tuple[Task, int]]
+#: (guest bytes, bytes written, the exception the task raised or None)
+_Outcome = Tuple[int, int, Optional[BaseException]]
+
+
+def _work(
+    jobs: SimpleQueue[_Job], outcomes: SimpleQueue[_Outcome], cancelled: threading.Event
+) -> None:
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        task, nbytes = job
+        if cancelled.is_set():  # the conversion already failed: drain without working
+            outcomes.put((nbytes, 0, None))
+            continue
+        try:
+            outcomes.put((nbytes, task(), None))
+        except BaseException as exc:  # handed to the main thread, which re-raises it
+            outcomes.put((nbytes, 0, exc))
+
+
 def _run(img: Image, fd: int, workers: int, progress: Throttle) -> None:
     total = img.virtual_size
-    done = 0
-    pending: Deque[Tuple[Future[int], int]] = deque()
+    done = in_flight = 0
+    jobs: SimpleQueue[_Job] = SimpleQueue()
+    outcomes: SimpleQueue[_Outcome] = SimpleQueue()
+    cancelled = threading.Event()
     writeback = WritebackPacer(fd)
 
     def complete() -> None:
-        nonlocal done
-        future, n = pending.popleft()
-        writeback.wrote(future.result())
-        done += n
+        nonlocal done, in_flight
+        nbytes, written, exc = outcomes.get()
+        in_flight -= 1
+        if exc is not None:
+            raise exc
+        writeback.wrote(written)
+        done += nbytes
         progress(done, total)
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="qcow2-convert") as pool:
-        try:
-            for task, nbytes in _tasks(img, fd):
-                if task is None:
-                    done += nbytes
-                    continue
-                pending.append((pool.submit(task), nbytes))
-                while len(pending) > workers + 2:
-                    complete()
-            while pending:
+    threads = [
+        threading.Thread(
+            target=_work, args=(jobs, outcomes, cancelled), name=f"qcow2-convert-{i}", daemon=True
+        )
+        for i in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for task, nbytes in _tasks(img, fd):
+            if task is None:
+                done += nbytes
+                continue
+            jobs.put((task, nbytes))
+            in_flight += 1
+            while in_flight > workers + 2:
                 complete()
-        except BaseException:
-            # Stop queued work at once; running tasks finish before the pool exits.
-            for future, _ in pending:
-                future.cancel()
-            raise
+        while in_flight:
+            complete()
+    except BaseException:
+        cancelled.set()  # queued tasks are skipped; running ones finish before the join
+        raise
+    finally:
+        for _ in threads:
+            jobs.put(None)
+        for thread in threads:
+            thread.join()
 
 
 def _tasks(img: Image, fd: int) -> Iterator[Tuple[Optional[Task], int]]:
