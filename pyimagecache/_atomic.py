@@ -1,7 +1,9 @@
 """Publish files atomically: write a hidden sibling, fsync it, rename it over the target.
 
 A reader of the target therefore sees either the old file or the complete new one, never a
-prefix, whatever happens to the writing process. Leftover siblings of a killed writer match
+prefix, whatever happens to the writing process. With ``durable=False`` the fsyncs are skipped:
+still atomic if the process dies, but after a power loss a new file may read as zeros (what
+``cp`` gives); the cache always publishes durably. Leftover siblings of a killed writer match
 ``STALE_GLOB`` so that ``cache prune`` can find them.
 """
 
@@ -44,15 +46,17 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def publish(tmp: Path, dst: Path) -> None:
-    """fsync ``tmp``, rename it onto ``dst`` and fsync the directory."""
-    fsync_path(tmp)
+def publish(tmp: Path, dst: Path, *, durable: bool = True) -> None:
+    """Rename ``tmp`` onto ``dst``; when ``durable``, fsync tmp before and the directory after."""
+    if durable:
+        fsync_path(tmp)
     os.replace(tmp, dst)
-    fsync_dir(dst.parent)
+    if durable:
+        fsync_dir(dst.parent)
 
 
 @contextlib.contextmanager
-def atomic_output(dst: Path) -> Iterator[Path]:
+def atomic_output(dst: Path, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path; on normal exit publish it as ``dst``, on error remove it.
 
     >>> with atomic_output(Path("disk.raw")) as tmp:  # doctest: +SKIP
@@ -62,7 +66,7 @@ def atomic_output(dst: Path) -> Iterator[Path]:
     tmp = temp_sibling(dst)
     try:
         yield tmp
-        publish(tmp, dst)
+        publish(tmp, dst, durable=durable)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -112,6 +112,26 @@ def test_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert dst.stat().st_size == 8 * MiB
 
 
+def test_copy_sync(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "base.raw"
+    src.write_bytes(b"boot" * 1024)
+    seen: List[bool] = []
+    from pyimagecache import diskcopy
+
+    real = diskcopy.copy_disk
+
+    def spy(*args: Any, **kwargs: Any) -> Path:
+        seen.append(kwargs["sync"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(diskcopy, "copy_disk", spy)
+    assert run(capsys, "copy", str(src), str(tmp_path / "a.raw"), "--sync")[0] == 0
+    assert run(capsys, "copy", str(src), str(tmp_path / "b.raw"))[0] == 0
+    assert seen == [True, False]
+    assert (tmp_path / "a.raw").read_bytes() == src.read_bytes()
+
+
 def fake_entry(cache: Path, stem: str, sidecar: Dict[str, Any], size: int = MiB) -> Path:
     cache.mkdir(exist_ok=True)
     raw = cache / (stem + ".raw")

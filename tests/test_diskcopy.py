@@ -131,6 +131,30 @@ def test_bad_sources_and_destinations(tmp_path: Path, src: Tuple[Path, bytes]) -
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.parametrize("sync", [False, True])
+def test_sync_flushes_file_and_directory_only_when_asked(
+    tmp_path: Path, src: Tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch, sync: bool
+) -> None:
+    path, content = src
+    dst = tmp_path / "vm.raw"
+    flushed: List[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}") if os.path.isdir("/proc") else "?")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    copy_disk(path, dst, sync=sync)
+    assert dst.read_bytes() == content
+    if not sync:
+        assert flushed == []
+    else:
+        assert len(flushed) == 2  # the copy before its rename, then the directory
+        if os.path.isdir("/proc"):
+            assert ".vm.raw.tmp-" in flushed[0] and flushed[1] == str(tmp_path)
+
+
 def test_empty_source(tmp_path: Path) -> None:
     empty = tmp_path / "e"
     empty.write_bytes(b"")

@@ -41,6 +41,8 @@ def register(sub: Any) -> None:
     p.add_argument("dst", metavar="DST")
     p.add_argument("--size", metavar="SIZE", default="0",
                    help="final size: bytes or K/M/G/T (e.g. 20G); default: SRC's size")
+    p.add_argument("--sync", action="store_true",
+                   help="flush DST to the disk before exiting (durable across a power loss)")
     p.set_defaults(func=cmd_copy)
 
     cache = sub.add_parser("cache", help="inspect or prune the image cache")
@@ -117,7 +119,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
 def cmd_copy(args: argparse.Namespace) -> int:
     from ..diskcopy import copy_disk, parse_size
 
-    copy_disk(args.src, args.dst, parse_size(args.size))
+    copy_disk(args.src, args.dst, parse_size(args.size), sync=args.sync)
     return 0
 
 
