@@ -10,7 +10,7 @@ Generates a random file (``--size-mib``, default 1024) in a temp dir, serves it 
 - ``curl -s -o DEST URL && sync DEST`` (no hashing, but durable like fetch, which fsyncs before
   it renames: on a loopback transfer the disk's write speed, not the network, sets the pace).
 
-Each run deletes the previous output first. Wall time comes from the clock around the process,
+Each run deletes the previous output and calls ``sync`` first. Wall time comes from the clock around the process,
 peak RSS from its rusage (``os.wait4``; for the pipeline, the shell's, which includes curl and
 sha256sum). Prints the medians, the median of the paired ratios, and checks the bar of issue 3:
 fetch at most 1.25x ``curl -o``, peak RSS at most 64 MiB. Then the resume check: a fetch killed
@@ -126,6 +126,8 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-fetch-") as tmp:
         work = Path(tmp)
         root = work / "www"
@@ -183,8 +185,10 @@ def main() -> int:
 
 
 def _clean(dest: Path) -> None:
+    """Remove the last output, then sync: no contender pays for the previous one's writeback."""
     for path in dest.parent.glob(dest.name + "*"):
         path.unlink()
+    os.sync()
 
 
 if __name__ == "__main__":
