@@ -476,6 +476,8 @@ def test_failed_convert_leaves_dst_and_no_temp(tmp_path: Path) -> None:
         qcow2.convert(src, dst, workers=2)
     assert dst.read_bytes() == b"keep me"
     assert names(tmp_path) == ["bad.qcow2", "out.raw"]
+    # The worker threads were joined, not left running after the error.
+    assert not [t for t in threading.enumerate() if t.name.startswith("qcow2-convert")]
 
 
 def test_progress_callback_error_propagates_and_leaves_dst(tmp_path: Path) -> None:
