@@ -10,11 +10,12 @@ Generates a random file (``--size-mib``, default 1024) in a temp dir, serves it 
 - ``curl -s -o DEST URL && sync DEST`` (no hashing, but durable like fetch, which fsyncs before
   it renames: on a loopback transfer the disk's write speed, not the network, sets the pace).
 
-Each run deletes the previous output and calls ``sync`` first. Wall time comes from the clock around the process,
-peak RSS from its rusage (``os.wait4``; for the pipeline, the shell's, which includes curl and
-sha256sum). Prints the medians, the median of the paired ratios, and checks the bar of issue 3:
-fetch at most 1.25x ``curl -o``, peak RSS at most 64 MiB. Then the resume check: a fetch killed
-at 50% and run again must transfer at most 50% + 1 MiB (from nginx's access log).
+Each run deletes the previous output and calls ``sync`` first. Wall time comes from the clock
+around the process, peak RSS from its rusage (``os.wait4``; for the pipeline, the shell's, which
+includes curl and sha256sum). Prints the medians, the median of the paired ratios, and checks
+the bar of issue 3: fetch at most 1.25x ``curl -o``, peak RSS at most 64 MiB. Then the resume
+check: a fetch killed at 50% and run again must transfer at most 50% + 1 MiB (from nginx's
+access log).
 
 A script, not a test::
 

@@ -13,10 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pyimagecache import _sparse
 from pyimagecache._atomic import STALE_GLOB, atomic_output
 from pyimagecache._lock import FileLock
 from pyimagecache._progress import Throttle
-from pyimagecache._sparse import BLOCK, is_zero, write_sparse
+from pyimagecache._sparse import BLOCK, WritebackPacer, is_zero, write_sparse
 
 
 def test_atomic_output_publishes_complete_file(tmp_path: Path) -> None:
@@ -148,6 +149,24 @@ def test_write_sparse_reproduces_data_at_any_alignment(
             assert written == 0
     finally:
         os.close(fd)
+
+
+def test_writeback_pacer_advises_only_the_span_written_since_last_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list = []
+    monkeypatch.setattr(_sparse, "start_writeback", lambda *args: calls.append(args))
+    pacer = WritebackPacer(7, every=100)
+    pacer.wrote(60, 1000)
+    pacer.wrote(30, 500)  # out of order, as the converter's workers finish
+    assert calls == []
+    pacer.wrote(20, 2000)
+    assert calls == [(7, 500, 1520)]  # from the lowest offset to the end of the highest write
+    pacer.wrote(99, 0)
+    pacer.wrote(1, 99)
+    assert calls[1:] == [(7, 0, 100)]
+    pacer.wrote(150)  # a writer that does not say where: the whole file
+    assert calls[2:] == [(7,)]
 
 
 def test_is_zero() -> None:
