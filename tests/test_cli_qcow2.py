@@ -315,3 +315,24 @@ def test_help_lists_the_commands() -> None:
         assert f"usage: pyimagecache {command}" in sub.stdout
     assert "--workers" in cli("convert", "--help").stdout
     assert "--json" in cli("info", "--help").stdout
+
+
+@pytest.mark.parametrize("command", ["convert", "copy"])
+def test_convert_and_copy_do_not_import_logging(tmp_path: Path, command: str) -> None:
+    # Every CLI run pays for its imports; logging (and concurrent.futures, which imports it)
+    # cost ~10 ms that these commands, which never log, must not pay.
+    src = tmp_path / "in.img"
+    if command == "convert":
+        image(src, clusters=8)
+    else:
+        src.write_bytes(b"disk" * 4096)
+    dst = tmp_path / "out.raw"
+    traced = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pyimagecache", command, str(src), str(dst)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert traced.returncode == 0, traced.stderr
+    assert dst.exists()
+    imported = {line.split("|")[-1].strip() for line in traced.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert not imported & {"logging", "concurrent.futures"}, sorted(imported)

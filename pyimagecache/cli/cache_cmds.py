@@ -7,7 +7,6 @@ must not pay for urllib3, tarfile or the qcow2 engine.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
@@ -43,7 +42,7 @@ def register(sub: Any) -> None:
                    help="final size: bytes or K/M/G/T (e.g. 20G); default: SRC's size")
     p.add_argument("--sync", action="store_true",
                    help="flush DST to the disk before exiting (durable across a power loss)")
-    p.set_defaults(func=cmd_copy)
+    p.set_defaults(func=cmd_copy, logs=False)  # copy_disk never logs: skip importing logging
 
     cache = sub.add_parser("cache", help="inspect or prune the image cache")
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
@@ -75,6 +74,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                 entry["bumped_at"] = info.bumped_at
             entry["arch"] = {a: {"url": i.url, "sha256": i.sha256} for a, i in info.arch.items()}
             out[alias] = entry
+        import json
+
         print(json.dumps(out, indent=2))
         return 0
     rows = [["ALIAS", "DISTRO", "SNAPSHOT", "ARCH"]]
@@ -131,6 +132,8 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
     directory = resolve_cache_dir(args.cache_dir)
     entries = list_entries(directory, load_catalog()) if directory.is_dir() else []
     if args.json:
+        import json
+
         print(json.dumps([
             {
                 "path": str(e.path),
