@@ -577,3 +577,72 @@ def test_l1_entries_sharing_an_l2_table(tmp_path: Path) -> None:
     with pytest.raises(Qcow2CorruptError):
         qcow2.convert(src, dst)
     assert not dst.exists()
+
+
+def long_image(version: int = 3) -> Built:
+    """128 contiguous data clusters then 128 unallocated ones, in one L2 table: whole
+    64-entry stretches that the decoder checks at once."""
+    w = Qcow2Writer(256 * CS, cluster_bits=12, version=version)
+    for c in range(128):
+        w[c] = Data(bytes([c + 1]) * CS)
+    return w.build()
+
+
+def _contiguous_run_past_eof(b: Built) -> None:
+    # Entries 64..127 stay contiguous, but from entry 100 on their clusters lie past EOF.
+    end = -(-len(b.data) // CS) * CS
+    for c in range(64, 128):
+        b.set_l2_entry(c, end - (100 - c) * CS | COPIED)
+
+
+def _fill(first: int, last: int, value: int) -> Callable[[Built], None]:
+    def fill(b: Built) -> None:
+        for c in range(first, last + 1):
+            b.set_l2_entry(c, value)
+
+    return fill
+
+
+def _set_bits(c: int, bits: int) -> Callable[[Built], None]:
+    return lambda b: b.set_l2_entry(c, b.l2_entry(c) | bits)
+
+
+@pytest.mark.parametrize(
+    "version, corrupt, first_bad, what",
+    [
+        (3, _set_bits(70, 0x10), 70, "reserved bits"),
+        (3, _set_bits(127, 1 << 56), 127, "reserved bits"),
+        (3, _contiguous_run_past_eof, 100, "past the end of the file"),
+        (3, _fill(128, 191, 0x10), 128, "reserved bits"),
+        (2, _fill(128, 191, 1), 128, "zero flag"),
+    ],
+    ids=["reserved-mid-run", "reserved-run-end", "run-past-eof", "reserved-holes", "v2-zero"],
+)
+def test_errors_inside_long_runs_name_the_first_bad_entry(
+    tmp_path: Path, version: int, corrupt: Callable[[Built], None], first_bad: int, what: str
+) -> None:
+    # Stretches of entries are validated at once; the error must still name the first bad one.
+    b = long_image(version)
+    corrupt(b)
+    src = tmp_path / "bad.qcow2"
+    b.save(src)
+    with pytest.raises(Qcow2CorruptError) as info:
+        exercise(src)
+    assert f"L2 entry {first_bad} " in str(info.value), str(info.value)
+    assert what in str(info.value), str(info.value)
+    with pytest.raises(Qcow2CorruptError):
+        qcow2.convert(src, tmp_path / "out.raw")
+    assert not (tmp_path / "out.raw").exists()
+
+
+def test_long_runs_are_valid(tmp_path: Path) -> None:
+    # Guards the cases above: the uncorrupted image reads back, as one data and one hole run.
+    for version in (2, 3):
+        b = long_image(version)
+        b.save(tmp_path / "ok.qcow2")
+        with qcow2.open(tmp_path / "ok.qcow2") as img:
+            assert img.read(0, img.virtual_size) == b.expected()
+            assert [(e.offset, e.length, e.kind) for e in img.extents()] == [
+                (0, 128 * CS, "data"),
+                (128 * CS, 128 * CS, "unallocated"),
+            ]

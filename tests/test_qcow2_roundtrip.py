@@ -86,6 +86,38 @@ def layouts(draw: st.DrawFn, max_clusters: int = 20) -> Qcow2Writer:
     return w
 
 
+@st.composite
+def run_layouts(draw: st.DrawFn) -> Qcow2Writer:
+    """Long runs of one kind over small clusters, so that whole 64-entry stretches of an L2
+    table are unallocated, zero or contiguous data (the decoder's chunked fast paths), with
+    runs starting and ending anywhere relative to those stretches."""
+    version = draw(st.sampled_from([2, 3]))
+    cluster_bits = draw(st.sampled_from([9, 10]))
+    cs = 1 << cluster_bits
+    w = Qcow2Writer(
+        draw(st.integers(1, 400)) * cs - draw(st.sampled_from([0, 0, 1, cs - 1])),
+        cluster_bits=cluster_bits,
+        version=version,
+    )
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    kinds = ["none", "data", "compressed"] + (["zero", "zero_alloc"] if version == 3 else [])
+    start = 0
+    while start < w.nb_clusters:
+        kind = draw(st.sampled_from(kinds))
+        end = min(w.nb_clusters, start + draw(st.one_of(st.integers(1, 8), st.integers(60, 200))))
+        for c in range(start, end):
+            if kind == "data":
+                w[c] = Data(rng.randbytes(cs) if rng.random() < 0.9 else bytes(cs))
+            elif kind == "compressed":
+                w[c] = Compressed(bytes([c % 256]) * cs)
+            elif kind == "zero":
+                w[c] = Zero()
+            elif kind == "zero_alloc":
+                w[c] = Zero(preallocated=True)
+        start = end
+    return w
+
+
 def extents_of(img: object) -> List[Tuple[int, int, str]]:
     return [(e.offset, e.length, e.kind) for e in img.extents()]  # type: ignore[attr-defined]
 
@@ -137,6 +169,19 @@ def test_convert_reproduces_disk(tmp_path: Path, w: Qcow2Writer, workers: Option
         dst.unlink()
     check_convert(src, dst, built.expected(), workers)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img.qcow2", "out.raw"]
+
+
+@SETTINGS
+@given(w=run_layouts())
+def test_long_runs_read_and_convert(tmp_path: Path, w: Qcow2Writer) -> None:
+    built = w.build()
+    src, dst = tmp_path / "img.qcow2", tmp_path / "out.raw"
+    built.save(src)
+    expected = built.expected()
+    check_read(src, w, expected, random.Random(len(built.data)))
+    if dst.exists():
+        dst.unlink()
+    check_convert(src, dst, expected)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))

@@ -9,7 +9,7 @@ error names the table, the entry's index and its file offset.
 from __future__ import annotations
 
 import struct
-from typing import List, NamedTuple
+from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 from ..errors import Qcow2CorruptError
 from .header import MAX_OFFSET, Header
@@ -28,6 +28,9 @@ FLAG_COMPRESSED = 1 << 62
 FLAG_COPIED = 1 << 63
 FLAG_ZERO = 1
 ALL_SUBCLUSTERS = 0xFFFFFFFF
+#: L2 entries compared at once by the fast paths of L2Decoder._pieces.
+CHUNK = 64
+_ZERO_CHUNK = bytes(CHUNK * 8)
 SUBCLUSTERS = 32
 
 
@@ -43,6 +46,10 @@ class Run(NamedTuple):
     kind: str
     host: int = 0
     csize: int = 0
+
+
+#: (guest, length, kind, host, csize) of one entry or of a stretch of entries, before merging.
+Piece = Tuple[int, int, str, int, int]
 
 
 def l1_entry_offset(hdr: Header, index: int, entry: int, file_size: int) -> int:
@@ -87,38 +94,25 @@ class L2Decoder:
         stop = min(stop, -(-(hdr.virtual_size - base) // cs))
         if stop <= first:
             return []
-        ext = hdr.extended_l2
-        width = 16 if ext else 8
-        values = struct.unpack_from(f">{(stop - first) * width // 8}Q", table, first * width)
         out: List[Run] = []
         # Current open run, merged as long as kind (and host contiguity for data) allow.
         kind = ""
         start = length = host = 0
-        for n in range(stop - first):
-            index = first + n
-            guest = base + index * cs
-            if ext:
-                entry, bitmap = values[2 * n], values[2 * n + 1]
+        for p_guest, p_len, p_kind, p_host, p_csize in self._pieces(
+            table, table_offset, l1_index, first, stop
+        ):
+            if p_kind == kind and p_kind != COMPRESSED and (
+                p_kind != DATA or p_host == host + length
+            ):
+                length += p_len
+                continue
+            if kind:
+                out.append(Run(start, length, kind, host, 0))
+            if p_kind == COMPRESSED:
+                out.append(Run(p_guest, p_len, COMPRESSED, p_host, p_csize))
+                kind = ""
             else:
-                entry, bitmap = values[n], 0
-            pieces = (
-                self._entry(entry, bitmap, guest, table_offset, l1_index, index)
-                if entry or bitmap
-                else ((guest, cs, UNALLOCATED, 0, 0),)
-            )
-            for p_guest, p_len, p_kind, p_host, p_csize in pieces:
-                if p_kind == kind and p_kind != COMPRESSED and (
-                    p_kind != DATA or p_host == host + length
-                ):
-                    length += p_len
-                    continue
-                if kind:
-                    out.append(Run(start, length, kind, host, 0))
-                if p_kind == COMPRESSED:
-                    out.append(Run(p_guest, p_len, COMPRESSED, p_host, p_csize))
-                    kind = ""
-                else:
-                    kind, start, length, host = p_kind, p_guest, p_len, p_host
+                kind, start, length, host = p_kind, p_guest, p_len, p_host
         if kind:
             out.append(Run(start, length, kind, host, 0))
         # Subcluster runs may start beyond an odd virtual size: drop them, clip the last one.
@@ -130,6 +124,81 @@ class L2Decoder:
             out[-1] = last._replace(length=end - last.guest)
         return out
 
+    def _pieces(
+        self, table: bytes, table_offset: int, l1_index: int, first: int, stop: int
+    ) -> Iterator[Piece]:
+        """(guest, length, kind, host, csize) for entries ``first`` to ``stop``, in order.
+
+        Without extended L2 entries or an external data file, entries go CHUNK at a time: an
+        all-zero stretch of the table is one unallocated piece found by a byte comparison,
+        and :meth:`_chunk` folds stretches of one repeated entry or of contiguous data
+        clusters, so that neither a sparse table nor a full one costs a Python iteration per
+        entry. Anything else is decoded entry by entry.
+        """
+        cs = self.cs
+        base = l1_index * self.hdr.l2_entries * cs
+        ext = self.hdr.extended_l2
+        width = 16 if ext else 8
+        chunks = not ext and not self.external
+        index = first
+        while index < stop:
+            guest = base + index * cs
+            count = min(CHUNK, stop - index)
+            at = index * width
+            whole = chunks and count == CHUNK
+            if whole and table.startswith(_ZERO_CHUNK, at, at + CHUNK * 8):
+                yield guest, CHUNK * cs, UNALLOCATED, 0, 0
+                index += CHUNK
+                continue
+            values = struct.unpack_from(f">{count * width // 8}Q", table, at)
+            if whole:
+                piece = self._chunk(values, guest, table_offset, l1_index, index)
+                if piece is not None:
+                    yield piece
+                    index += CHUNK
+                    continue
+            for n in range(count):
+                if ext:
+                    entry, bitmap = values[2 * n], values[2 * n + 1]
+                else:
+                    entry, bitmap = values[n], 0
+                if entry or bitmap:
+                    yield from self._entry(
+                        entry, bitmap, guest + n * cs, table_offset, l1_index, index + n
+                    )
+                else:
+                    yield guest + n * cs, cs, UNALLOCATED, 0, 0
+            index += count
+
+    def _chunk(
+        self, chunk: Tuple[int, ...], guest: int, table_offset: int, l1_index: int, index: int
+    ) -> Optional[Piece]:
+        """One piece for CHUNK entries that are all the same unallocated or zero entry, or that
+        map contiguous host clusters; None when the entries must be decoded one by one.
+
+        Comparing the entries with a tuple runs in C.
+        """
+        cs = self.cs
+        entry = chunk[0]
+        if entry & (FLAG_COMPRESSED | L2_OFFSET_MASK) == 0:
+            if chunk != (entry,) * CHUNK:
+                return None
+            # Validates the entry (reserved bits, the zero flag on v2) once for all of them.
+            (piece,) = self._entry(entry, 0, guest, table_offset, l1_index, index)
+            return guest, CHUNK * cs, piece[2], 0, 0
+        if entry & (FLAG_COMPRESSED | FLAG_ZERO):
+            return None
+        if chunk != tuple(range(entry, entry + CHUNK * cs, cs)):
+            return None
+        # Entries in between differ from the first only in offset bits between the first's and
+        # the last's offsets, so the first and last are the only ones that can be invalid.
+        # When the last is, decoding one by one names the first bad entry.
+        last = chunk[-1]
+        if last & L2_RESERVED_STD or last & L2_OFFSET_MASK >= self.data_size:
+            return None
+        (piece,) = self._entry(entry, 0, guest, table_offset, l1_index, index)
+        return guest, CHUNK * cs, DATA, piece[3], 0
+
     def _where(self, table_offset: int, l1_index: int, index: int, guest: int) -> str:
         return (
             f"L2 entry {index} of the L2 table at {table_offset:#x} (L1 entry {l1_index}, file "
@@ -139,7 +208,7 @@ class L2Decoder:
 
     def _entry(
         self, entry: int, bitmap: int, guest: int, table_offset: int, l1_index: int, index: int
-    ) -> tuple[tuple[int, int, str, int, int], ...]:
+    ) -> Tuple[Piece, ...]:
         cs = self.cs
         if entry & FLAG_COMPRESSED:
             where = self._where(table_offset, l1_index, index, guest)
@@ -211,7 +280,7 @@ class L2Decoder:
         table_offset: int,
         l1_index: int,
         index: int,
-    ) -> tuple[tuple[int, int, str, int, int], ...]:
+    ) -> Tuple[Piece, ...]:
         cs = self.cs
         alloc = bitmap & ALL_SUBCLUSTERS
         zero = bitmap >> 32
