@@ -317,6 +317,14 @@ def test_help_lists_the_commands() -> None:
     assert "--json" in cli("info", "--help").stdout
 
 
+def test_version_is_the_installed_distribution_version() -> None:
+    from importlib.metadata import version
+
+    proc = cli("--version")
+    assert proc.returncode == 0, proc
+    assert proc.stdout == f"pyimagecache {version('pyimagecache')}\n"
+
+
 @pytest.mark.parametrize("command", ["convert", "copy"])
 def test_convert_and_copy_do_not_import_logging(tmp_path: Path, command: str) -> None:
     # Every CLI run pays for its imports; logging (and concurrent.futures, which imports it)

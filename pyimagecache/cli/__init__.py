@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Callable, Optional, Sequence
 
+from .. import __version__
 from ..errors import ImageCacheError
 
 # Modules under pyimagecache.cli, each registering one or more subcommands.
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pinned cloud images as verified, cached raw VM disks.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f".{name}", __name__).register(sub)
