@@ -99,7 +99,7 @@ class L2Decoder:
         kind = ""
         start = length = host = 0
         for p_guest, p_len, p_kind, p_host, p_csize in self._pieces(
-            table, table_offset, l1_index, first, stop
+            table, table_offset, l1_index, base, first, stop
         ):
             if p_kind == kind and p_kind != COMPRESSED and (
                 p_kind != DATA or p_host == host + length
@@ -125,7 +125,7 @@ class L2Decoder:
         return out
 
     def _pieces(
-        self, table: bytes, table_offset: int, l1_index: int, first: int, stop: int
+        self, table: bytes, table_offset: int, l1_index: int, base: int, first: int, stop: int
     ) -> Iterator[Piece]:
         """(guest, length, kind, host, csize) for entries ``first`` to ``stop``, in order.
 
@@ -136,7 +136,6 @@ class L2Decoder:
         entry. Anything else is decoded entry by entry.
         """
         cs = self.cs
-        base = l1_index * self.hdr.l2_entries * cs
         ext = self.hdr.extended_l2
         width = 16 if ext else 8
         chunks = not ext and not self.external
