@@ -27,6 +27,7 @@ from .errors import (
     ImageCacheError,
     MissingExtraError,
     UnknownImageError,
+    UnsupportedFormatError,
 )
 
 
@@ -187,26 +188,26 @@ def build(
                 return raw  # another process or thread finished it while we waited
             _log("%s does not match sha256 %s; fetching again", raw, request.sha256)
             _remove(raw, directory / names.sidecar, source)
-        aside = directory / (names.raw + ".src")
-        if source == raw and aside.exists():
-            source = aside  # set aside by a run killed during its conversion
         source_sha = _obtain_source(request, source, progress_for("download"))
         fmt = formats.detect_file(source)
-        if source == raw and fmt != formats.RAW:
-            # A ".raw" URL serving qcow2 or a container: move it off the raw name at once, so
-            # that existence of the raw keeps meaning "complete raw disk".
-            os.replace(source, aside)
-            source = aside
+        try:
+            formats.check_convertible(fmt, f"{request.label} ({source.name})")
+        except UnsupportedFormatError:
+            _remove(source)  # the verified bytes are what upstream serves: no retry helps
+            raise
         try:
             _convert(source, raw, fmt, progress_for("convert"))
         except MissingExtraError:
             raise  # the source is fine; installing the extra and retrying will use it
+        except UnsupportedFormatError:
+            _remove(raw, source)  # e.g. a tar holding a format we do not convert
+            raise
         except (ImageCacheError, OSError, EOFError, ValueError) as exc:
             _remove(raw, source)
             raise ConversionError(
                 f"{request.label}: converting {source.name} ({fmt}) failed, removed it: {exc}"
             ) from exc
-        if source != raw and not keep_source:
+        if fmt != formats.RAW and not keep_source:
             _remove(source)
         _write_sidecar(request, raw, fmt, source_sha)
     return raw
@@ -236,8 +237,7 @@ def _convert(source: Path, raw: Path, fmt: str, progress: Optional[ProgressCallb
     from ._atomic import publish, temp_sibling
 
     if fmt == formats.RAW:
-        if source != raw:
-            publish(source, raw)
+        publish(source, raw)  # the verified download itself is the disk
         return
     if fmt == formats.QCOW2:
         from .qcow2 import convert

@@ -95,8 +95,8 @@ def url_hash(url: str) -> str:
 
 @dataclass(frozen=True)
 class EntryNames:
-    """File names of one cache entry: the raw disk and the fetched source (equal for a raw
-    source, so one verified fetch is the whole job)."""
+    """File names of one cache entry: the raw disk and the fetched source (a raw source is
+    renamed onto the raw disk once it is verified and recognised as raw)."""
 
     raw: str
     source: str
@@ -118,7 +118,7 @@ def alias_names(alias: str, snapshot: str, arch: str, url: str) -> EntryNames:
     """
     stem = cache_stem(alias, snapshot, arch)
     _, ext = split_extension(sanitise(url_basename(url)))
-    return _checked(EntryNames(raw=stem + ".raw", source=stem + ext.lower()))
+    return _entry(stem, ext)
 
 
 def url_names(url: str) -> EntryNames:
@@ -131,7 +131,16 @@ def url_names(url: str) -> EntryNames:
     base, ext = split_extension(sanitise(url_basename(url)))
     base = base[:_MAX_BASE].rstrip(".") or "image"
     stem = f"{base}-{url_hash(url)}"
-    return _checked(EntryNames(raw=stem + ".raw", source=stem + ext.lower()))
+    return _entry(stem, ext)
+
+
+def _entry(stem: str, ext: str) -> EntryNames:
+    # A source is never fetched to the raw disk's name, even when the URL ends in .raw:
+    # existence of the raw means "complete raw disk", and the source is only known to be
+    # raw once its bytes have been looked at.
+    ext = ext.lower()
+    source = stem + (".raw.src" if ext == ".raw" else ext)
+    return _checked(EntryNames(raw=stem + ".raw", source=source))
 
 
 def _checked(names: EntryNames) -> EntryNames:

@@ -44,6 +44,25 @@ class ConversionError(ImageCacheError):
     """A source image could not be turned into a raw disk (unknown format, bad container)."""
 
 
+class UnsupportedFormatError(ConversionError):
+    """The source is a disk or container format that is recognised but not converted.
+
+    ``format`` names it and ``supported`` lists what is converted; nothing is cached for it.
+    """
+
+    def __init__(self, what: str, format: str, supported: tuple[str, ...]) -> None:
+        super().__init__(
+            f"{what} is a {format} image, which pyimagecache does not convert "
+            f"(supported: {', '.join(supported)})"
+        )
+        self.what = what
+        self.format = format
+        self.supported = tuple(supported)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.what, self.format, self.supported))
+
+
 # -- downloads ---------------------------------------------------------------------------------
 
 

@@ -1,50 +1,129 @@
-"""Recognise an image file by its magic bytes, never by its name (Ubuntu's ``.img`` is qcow2)."""
+"""Recognise an image file by its magic bytes, never by its name (Ubuntu's ``.img`` is qcow2).
+
+This is the package's one table of signatures. Most sit at the start of the file; VDI's at
+0x40, tar's at 257, and the VHD footer and DMG trailer in the last 512 bytes. Data that matches
+none is raw, as in qemu's probing. A format that is recognised but not converted must never be
+passed through as raw: :func:`check_convertible` raises :class:`UnsupportedFormatError` for it.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Union
+from typing import Optional, Tuple, Union
 
+RAW = "raw"
 QCOW2 = "qcow2"
+QCOW = "qcow"
+QED = "qed"
+VMDK = "vmdk"
+VHD = "vhd"
+VHDX = "vhdx"
+VDI = "vdi"
+PARALLELS = "parallels"
+BOCHS = "bochs"
+CLOOP = "cloop"
+DMG = "dmg"
+LUKS = "luks"
 XZ = "xz"
 GZIP = "gzip"
 ZSTD = "zstd"
+BZIP2 = "bzip2"
 TAR = "tar"
-RAW = "raw"
+ZIP = "zip"
 
+#: Stream-compressed formats: decompressed into a raw disk or another image.
+STREAMS = (XZ, GZIP, ZSTD, BZIP2)
 #: Formats that are stream-decompressed (and, for tar, unpacked) into a raw disk.
-CONTAINERS = (XZ, GZIP, ZSTD, TAR)
+CONTAINERS = (*STREAMS, TAR)
+#: Disk formats read by the package's own readers and converted to raw.
+DISK_FORMATS: Tuple[str, ...] = (QCOW2,)
+#: Everything a downloaded source may be for ensure() to turn it into a raw disk.
+CONVERTIBLE = (RAW, *DISK_FORMATS, *CONTAINERS)
 
-#: Bytes needed to tell every format apart (the tar magic sits at offset 257).
+#: Bytes at the start of a file needed to tell every format apart (tar's magic is at 257).
 SNIFF_SIZE = 512
+#: Bytes at the end of a file that hold a trailer (VHD footer, DMG koly block).
+TAIL_SIZE = 512
 
-_MAGIC = (
-    (b"QFI\xfb", QCOW2),
-    (b"\xfd7zXZ\x00", XZ),
-    (b"\x1f\x8b", GZIP),
-    (b"\x28\xb5\x2f\xfd", ZSTD),
+# (offset, magic, format), checked in order; the first match wins.
+_HEAD_MAGIC: Tuple[Tuple[int, bytes, str], ...] = (
+    (0, b"QFI\xfb", QCOW2),  # the version field tells qcow (1) from qcow2 (2, 3): see detect()
+    (0, b"QED\x00", QED),
+    (0, b"KDMV", VMDK),  # hosted sparse extent (monolithicSparse, streamOptimized)
+    (0, b"COWD", VMDK),  # ESX vmfsSparse extent
+    (0, b"\xbe\xba\xfe\xca\x00\x00\x00\x00", VMDK),  # seSparse extent
+    (0, b"conectix", VHD),  # dynamic and differencing disks copy their footer to offset 0
+    (0, b"vhdxfile", VHDX),
+    (0x40, b"\x7f\x10\xda\xbe", VDI),
+    (0, b"WithoutFreeSpace", PARALLELS),
+    (0, b"WithouFreSpacExt", PARALLELS),
+    (0, b"Bochs Virtual HD Image", BOCHS),
+    (0, b"#!/bin/sh\n#V2.0 Format\n", CLOOP),
+    (0, b"LUKS\xba\xbe", LUKS),
+    (0, b"\xfd7zXZ\x00", XZ),
+    (0, b"\x1f\x8b", GZIP),
+    (0, b"\x28\xb5\x2f\xfd", ZSTD),
+    (0, b"PK\x03\x04", ZIP),
+    (0, b"PK\x05\x06", ZIP),  # an empty archive
+    # "ustar\0" (POSIX) or "ustar " (old GNU); a disk's first sector never holds it there.
+    (257, b"ustar", TAR),
 )
-_TAR_MAGIC_OFFSET = 257
+_VMDK_DESCRIPTOR = b"# Disk DescriptorFile"
+_BZIP2_BLOCK = (b"1AY&SY", b"\x17rE8P\x90")  # first block, or the end of an empty stream
 
 
-def detect(header: bytes) -> str:
-    """The format of data starting with ``header`` (its first :data:`SNIFF_SIZE` bytes).
+def detect(header: bytes, tail: bytes = b"") -> str:
+    """The format of data starting with ``header`` (its first :data:`SNIFF_SIZE` bytes) and
+    ending with ``tail`` (its last :data:`TAIL_SIZE` bytes, when known).
 
-    >>> detect(b"QFI\\xfb" + bytes(508))
+    >>> detect(b"QFI\\xfb\\x00\\x00\\x00\\x03" + bytes(504))
     'qcow2'
+    >>> detect(bytes(512), tail=b"conectix" + bytes(504))
+    'vhd'
     >>> detect(bytes(512))
     'raw'
     """
-    for magic, name in _MAGIC:
-        if header.startswith(magic):
+    for offset, magic, name in _HEAD_MAGIC:
+        if header.startswith(magic, offset):
+            if name == QCOW2 and header[4:8] == b"\x00\x00\x00\x01":
+                return QCOW
             return name
-    # "ustar\0" (POSIX) or "ustar " (old GNU); a disk's first sector never holds it there.
-    if header[_TAR_MAGIC_OFFSET : _TAR_MAGIC_OFFSET + 5] == b"ustar":
-        return TAR
+    if header.startswith(b"BZh") and header[3:4].isdigit() and header[4:10] in _BZIP2_BLOCK:
+        return BZIP2
+    if header.lstrip(b" \t\r\n").startswith(_VMDK_DESCRIPTOR):
+        return VMDK
+    if len(tail) >= TAIL_SIZE:
+        trailer = tail[-TAIL_SIZE:]
+        if trailer.startswith(b"conectix"):
+            return VHD  # a fixed disk: raw data followed by the footer
+        if trailer.startswith(b"koly"):
+            return DMG
     return RAW
 
 
-def detect_file(path: Union[str, os.PathLike[str]]) -> str:
-    """The format of the file at ``path``."""
+def detect_file(path: Union[str, os.PathLike[str]], size: Optional[int] = None) -> str:
+    """The format of the file at ``path`` (``size``: its final length, if it is still growing).
+
+    >>> detect_file("noble.img")  # doctest: +SKIP
+    'qcow2'
+    """
     with open(path, "rb") as f:
-        return detect(f.read(SNIFF_SIZE))
+        head = f.read(SNIFF_SIZE)
+        if size is None:
+            size = os.fstat(f.fileno()).st_size
+        tail = os.pread(f.fileno(), TAIL_SIZE, size - TAIL_SIZE) if size >= TAIL_SIZE else b""
+    return detect(head, tail)
+
+
+def check_convertible(fmt: str, what: str) -> None:
+    """Raise :class:`UnsupportedFormatError` unless ensure() can turn ``fmt`` into a raw disk.
+
+    >>> check_convertible("qed", "disk.img")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pyimagecache.errors.UnsupportedFormatError: disk.img is a qed image, ... (supported: raw, ...)
+    """
+    if fmt not in CONVERTIBLE:
+        from .errors import UnsupportedFormatError
+
+        raise UnsupportedFormatError(what, fmt, CONVERTIBLE)

@@ -1,4 +1,4 @@
-"""Stream xz / gzip / zstd files and tar archives holding one disk image into a sparse file.
+"""Stream xz / gzip / zstd / bzip2 files and tar archives holding one disk image into a sparse file.
 
 Everything is read in bounded chunks, so memory stays flat whatever the image size, and only
 non-zero 4 KiB blocks are written. A tar member is taken at the size its header declares; a bare
@@ -9,6 +9,7 @@ qcow2 still needs converting).
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import lzma
 import os
@@ -21,7 +22,7 @@ from ._codecs import open_zstd_stream
 from ._progress import ProgressCallback, Throttle
 from ._sparse import write_sparse
 from .cachedir import DISK_EXTENSIONS
-from .errors import ConversionError, MissingExtraError
+from .errors import ConversionError, MissingExtraError, UnsupportedFormatError
 
 CHUNK = 1 << 20
 #: Largest disk a bare compressed stream may expand to (a tar header states its own size).
@@ -92,6 +93,8 @@ def _read_exact(stream: _Reader, n: int) -> bytes:
 def _open_decoder(fmt: str, raw: IO[bytes]) -> IO[bytes]:
     if fmt == formats.XZ:
         return lzma.open(raw, "rb")
+    if fmt == formats.BZIP2:
+        return bz2.open(raw, "rb")
     if fmt == formats.GZIP:
         return cast("IO[bytes]", gzip.open(raw, "rb"))
     if fmt == formats.ZSTD:
@@ -116,7 +119,7 @@ def unpack(src: Path, dst: Path, *, progress: Optional[ProgressCallback] = None)
     throttle = Throttle(progress)
     if fmt == formats.ZSTD:
         _check_zstd_frames(src)
-    with open(src, "rb") as f, open(dst, "wb") as out:
+    with open(src, "rb") as f, open(dst, "w+b") as out:
         file_reader = _Reader(f, lambda done: throttle(done, total))
         try:
             if fmt == formats.TAR:
@@ -153,6 +156,8 @@ def _from_compressed(fmt: str, file_reader: _Reader, fd: int, name: str) -> str:
                 f"{name}: decompressed image exceeds {MAX_OUTPUT} bytes; refusing it"
             )
         os.ftruncate(fd, size)
+        inner = _with_trailer(fd, head, size)
+        _check_payload(inner, name, f"inside {fmt}")
         return inner
 
 
@@ -166,12 +171,21 @@ def _copy_to_nowhere(stream: _Reader, limit: int) -> int:
     return drained
 
 
+def _with_trailer(fd: int, head: bytes, size: int) -> str:
+    """The payload's format once its end is known: a fixed VHD is raw-looking data followed by
+    a footer, so the head alone cannot tell."""
+    tail = os.pread(fd, formats.TAIL_SIZE, size - formats.TAIL_SIZE) if size >= 512 else b""
+    return formats.detect(head, tail)
+
+
 def _check_payload(inner: str, name: str, where: str) -> None:
-    if inner not in PAYLOADS:
+    if inner in formats.CONTAINERS:
         raise ConversionError(
             f"{name}: the image {where} is {inner}-compressed again; nested containers "
             "are not supported"
         )
+    if inner not in PAYLOADS:
+        raise UnsupportedFormatError(f"{name}: the image {where}", inner, PAYLOADS)
 
 
 def _copy(stream: object, fd: int, start: int, end: int) -> int:
@@ -224,6 +238,8 @@ def _from_tar(stream: object, fd: int, name: str) -> str:
                         f"{member.size} bytes, archive holds {done}"
                     )
                 os.ftruncate(fd, member.size)
+                payload = _with_trailer(fd, head, member.size)
+                _check_payload(payload, name, f"{member.name!r} in the tar archive")
     except tarfile.TarError as exc:
         raise ConversionError(f"{name}: corrupt tar archive: {exc}") from exc
     if chosen is None:

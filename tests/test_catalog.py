@@ -231,8 +231,10 @@ def test_cache_names_for_every_pinned_alias() -> None:
             names = alias_names(alias, info.snapshot, arch, image.url)
             stem = catalog.cache_stem(alias, info.snapshot, arch)
             assert names.raw == stem + ".raw"
-            # Debian pins are raw: source and raw coincide (one verified fetch).
-            assert (names.source == names.raw) == image.url.endswith(".raw")
+            # A source never sits at the raw disk's name, not even a raw one: it is renamed
+            # there once it is verified and recognised as raw.
+            assert names.source != names.raw
+            assert (names.source == names.raw + ".src") == image.url.endswith(".raw")
             assert names.source.startswith(stem)
 
 
@@ -254,7 +256,8 @@ def test_url_names(url: str, base: str, ext: str) -> None:
     names = url_names(url)
     assert names.raw.startswith(base + "-") and names.raw.endswith(".raw")
     assert names.raw.count(".raw") == 1
-    assert names.source == names.raw[: -len(".raw")] + ext
+    # A .raw source gets ".src" so that it never sits at the raw disk's name.
+    assert names.source == names.raw[: -len(".raw")] + ext + (".src" if ext == ".raw" else "")
 
 
 def test_url_names_never_collide_for_one_basename() -> None:

@@ -22,7 +22,7 @@ import pytest
 from conftest import require_tool
 
 import pyimagecache
-from pyimagecache.cachedir import url_names
+from pyimagecache.cachedir import alias_names, url_names
 from pyimagecache.errors import (
     CatalogError,
     ChecksumMismatchError,
@@ -473,7 +473,7 @@ def test_resumes_from_a_partial(env: Env) -> None:
         if done >= len(image) // 2:
             raise Stop
 
-    dest = env.cache / "p-20260601-1-amd64.raw"
+    dest = env.cache / alias_names("p", "20260601-1", "amd64", f"{env.server.base}/p.raw").source
     with pytest.raises(Stop):
         fetch(f"{env.server.base}/p.raw", dest, sha256=hashlib.sha256(image).hexdigest(),
               progress=stop_half_way)
