@@ -7,8 +7,9 @@ the granularity at which a filesystem allocates.
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Optional, Union
+from typing import Iterator, Optional, Tuple, Union
 
 BLOCK = 4096
 _ZERO_BLOCK = bytes(BLOCK)
@@ -135,3 +136,27 @@ class WritebackPacer:
             else:
                 start_writeback(self.fd, self._lo, self._hi - self._lo)
             self._since, self._lo, self._hi = 0, None, 0
+
+
+def data_extents(fd: int, length: int, *, seek_data: bool = True) -> Iterator[Tuple[int, int]]:
+    """(start, end) of each data region of ``fd`` (SEEK_DATA/SEEK_HOLE); the whole file where
+    holes are not known, or with ``seek_data=False``."""
+    if not seek_data or not hasattr(os, "SEEK_DATA"):
+        yield 0, length
+        return
+    pos = 0
+    while pos < length:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data after pos: the rest is one hole
+                return
+            if pos == 0:  # the filesystem cannot say: treat everything as data
+                yield 0, length
+                return
+            raise
+        if start >= length:
+            return
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), length)
+        yield start, end
+        pos = end

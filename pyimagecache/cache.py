@@ -239,20 +239,18 @@ def _convert(source: Path, raw: Path, fmt: str, progress: Optional[ProgressCallb
     if fmt == formats.RAW:
         publish(source, raw)  # the verified download itself is the disk
         return
-    if fmt == formats.QCOW2:
-        from .qcow2 import convert
+    from .converter import convert
 
-        convert(source, raw, progress=progress)
+    if fmt in formats.DISK_FORMATS:
+        convert(source, raw, progress=progress, sync=True)
         return
     from .unpack import unpack
 
     scratch = temp_sibling(raw)
     try:
         payload = unpack(source, scratch, progress=progress)
-        if payload == formats.QCOW2:
-            from .qcow2 import convert
-
-            convert(scratch, raw, progress=progress)
+        if payload in formats.DISK_FORMATS:
+            convert(scratch, raw, progress=progress, sync=True)
         else:
             publish(scratch, raw)
     finally:

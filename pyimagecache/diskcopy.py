@@ -16,10 +16,10 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Iterator, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 from ._atomic import atomic_output
-from ._sparse import WRITEBACK_BYTES, WritebackPacer, write_sparse
+from ._sparse import WRITEBACK_BYTES, WritebackPacer, data_extents, write_sparse
 from .errors import DiskCopyError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -109,7 +109,7 @@ def _copy_data(
     src_fd: int, dst_fd: int, length: int, writeback: Optional[WritebackPacer]
 ) -> None:
     method = METHODS[0]
-    for start, end in data_extents(src_fd, length):
+    for start, end in data_extents(src_fd, length, seek_data=USE_SEEK_DATA):
         if method == "copy_file_range":
             done = _copy_range(src_fd, dst_fd, start, end, writeback)
             if done < end:  # not supported here: read the rest of this and every later extent
@@ -117,29 +117,6 @@ def _copy_data(
                 start = done
         if method == "read":
             _read_range(src_fd, dst_fd, start, end, writeback)
-
-
-def data_extents(fd: int, length: int) -> Iterator[Tuple[int, int]]:
-    """(start, end) of each data region of ``fd``; the whole file where holes are not known."""
-    if not USE_SEEK_DATA:
-        yield 0, length
-        return
-    pos = 0
-    while pos < length:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:  # no data after pos: the rest is one hole
-                return
-            if pos == 0:  # the filesystem cannot say: treat everything as data
-                yield 0, length
-                return
-            raise
-        if start >= length:
-            return
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), length)
-        yield start, end
-        pos = end
 
 
 def _copy_range(

@@ -1,50 +1,61 @@
 """Every error the package raises derives from :class:`ImageCacheError`.
 
-Callers catch one class; the subclasses say what went wrong well enough to act on
-(retry later, re-pin the catalog, install an extra, report a corrupt image).
+Callers catch one class; the subclasses say what went wrong well enough to act on (retry later,
+re-pin the catalog, install an extra, free some space, report a corrupt image). Every error
+survives pickling with its attributes (as urllib3's do, through ``__reduce__``), so it can be
+raised in a worker process and caught in its parent.
+
+The disk formats share one shape: ``<Format>Error`` is an :class:`ImageFormatError` (the
+source is at fault), with ``<Format>CorruptError`` (a :class:`CorruptImageError`: it violates
+the format) and ``<Format>UnsupportedError`` (an :class:`UnsupportedImageError`: valid, but
+uses what the reader refuses) beneath it.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 
 class ImageCacheError(Exception):
     """Base class of every error raised by pyimagecache."""
 
-
-# -- qcow2 -------------------------------------------------------------------------------------
-
-
-class Qcow2Error(ImageCacheError):
-    """A qcow2 image could not be read. Messages name the field or table entry at fault."""
-
-
-class Qcow2CorruptError(Qcow2Error):
-    """The image violates the qcow2 format (a bad field, table entry or compressed cluster)."""
+    def __reduce__(self) -> Any:
+        # Rebuild from the message alone, then restore the attributes: works for subclasses
+        # whose __init__ takes other arguments than the message (the default pickling calls
+        # cls(*self.args), which would not).
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
-class Qcow2UnsupportedError(Qcow2Error):
-    """The image is valid qcow2 but uses something this reader refuses (encryption, unknown
-    incompatible features, a missing backing or data file)."""
+def _rebuild(cls: type, args: tuple, state: dict) -> ImageCacheError:  # type: ignore[type-arg]
+    exc: ImageCacheError = Exception.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc
 
 
-class MissingExtraError(ImageCacheError):
-    """An optional dependency is needed for this input; the message names the extra to install."""
-
-    def __init__(self, what: str, extra: str, package: str) -> None:
-        super().__init__(
-            f"{what} needs the '{extra}' extra: pip install 'pyimagecache[{extra}]' "
-            f"(or pip install {package})"
-        )
-        self.extra = extra
+# -- the source image ---------------------------------------------------------------------------
 
 
 class ConversionError(ImageCacheError):
-    """A source image could not be turned into a raw disk (unknown format, bad container)."""
+    """A source image could not be turned into a raw disk. Subclasses say whose fault it was:
+    :class:`ImageFormatError` (the source) or :class:`OutputError` (writing the result)."""
 
 
-class UnsupportedFormatError(ConversionError):
+class ImageFormatError(ConversionError):
+    """The source image is at fault: corrupt, or in a format or feature not supported."""
+
+
+class CorruptImageError(ImageFormatError):
+    """The source violates its format (a bad field, table entry, marker or compressed unit);
+    the message names the field or table index and its offset."""
+
+
+class UnsupportedImageError(ImageFormatError):
+    """The source is valid but uses something the reader refuses (encryption, a differencing
+    disk, a missing parent or data file)."""
+
+
+class UnsupportedFormatError(UnsupportedImageError):
     """The source is a disk or container format that is recognised but not converted.
 
     ``format`` names it and ``supported`` lists what is converted; nothing is cached for it.
@@ -59,11 +70,110 @@ class UnsupportedFormatError(ConversionError):
         self.format = format
         self.supported = tuple(supported)
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.what, self.format, self.supported))
+
+class ContainerError(CorruptImageError):
+    """A compressed stream or archive (xz, gzip, zstd, bzip2, tar, OVA) is corrupt, truncated,
+    or does not hold exactly one disk image."""
 
 
-# -- downloads ---------------------------------------------------------------------------------
+class Qcow2Error(ImageFormatError):
+    """A qcow2 image could not be read. Messages name the field or table entry at fault."""
+
+
+class Qcow2CorruptError(Qcow2Error, CorruptImageError):
+    """The image violates the qcow2 format (a bad field, table entry or compressed cluster)."""
+
+
+class Qcow2UnsupportedError(Qcow2Error, UnsupportedImageError):
+    """The image is valid qcow2 but uses something this reader refuses (encryption, unknown
+    incompatible features, a missing backing or data file)."""
+
+
+class VmdkError(ImageFormatError):
+    """A VMDK image (sparse extent, stream-optimized extent or descriptor) could not be read."""
+
+
+class VmdkCorruptError(VmdkError, CorruptImageError):
+    """The VMDK violates the format (header, grain directory or table, grain marker)."""
+
+
+class VmdkUnsupportedError(VmdkError, UnsupportedImageError):
+    """A valid VMDK this reader refuses (seSparse, vmfsSparse, a delta link, a missing
+    extent)."""
+
+
+class VhdError(ImageFormatError):
+    """A VHD (Virtual PC / Azure) image could not be read."""
+
+
+class VhdCorruptError(VhdError, CorruptImageError):
+    """The VHD violates the format (footer, dynamic header, BAT)."""
+
+
+class VhdUnsupportedError(VhdError, UnsupportedImageError):
+    """A valid VHD this reader refuses (a differencing disk)."""
+
+
+class VhdxError(ImageFormatError):
+    """A VHDX (Hyper-V) image could not be read."""
+
+
+class VhdxCorruptError(VhdxError, CorruptImageError):
+    """The VHDX violates the format (headers, region table, metadata, BAT, log)."""
+
+
+class VhdxUnsupportedError(VhdxError, UnsupportedImageError):
+    """A valid VHDX this reader refuses (a differencing disk, a log it will not replay)."""
+
+
+class VdiError(ImageFormatError):
+    """A VDI (VirtualBox) image could not be read."""
+
+
+class VdiCorruptError(VdiError, CorruptImageError):
+    """The VDI violates the format (header, block map)."""
+
+
+class VdiUnsupportedError(VdiError, UnsupportedImageError):
+    """A valid VDI this reader refuses (a differencing image, an unknown image type)."""
+
+
+class OutputError(ConversionError):
+    """Writing the raw disk failed (no space, I/O error, read-only filesystem, permission): the
+    source is not at fault, and the cache keeps it for the next run."""
+
+
+class InsufficientSpaceError(OutputError):
+    """Too little free space for a download or conversion, found before anything was written.
+
+    ``path`` is where it would have been written, ``needed`` and ``free`` are bytes.
+    """
+
+    def __init__(self, path: str, needed: int, free: int, what: str = "") -> None:
+        doing = f" for {what}" if what else ""
+        super().__init__(
+            f"not enough free space{doing} at {path}: {needed} bytes needed, {free} free"
+        )
+        self.path = path
+        self.needed = needed
+        self.free = free
+        self.what = what
+
+
+class MissingExtraError(ImageCacheError):
+    """An optional dependency is needed for this input; the message names the extra to install."""
+
+    def __init__(self, what: str, extra: str, package: str) -> None:
+        super().__init__(
+            f"{what} needs the '{extra}' extra: pip install 'pyimagecache[{extra}]' "
+            f"(or pip install {package})"
+        )
+        self.what = what
+        self.extra = extra
+        self.package = package
+
+
+# -- downloads ----------------------------------------------------------------------------------
 
 
 class DownloadError(ImageCacheError):
@@ -86,19 +196,34 @@ class DownloadError(ImageCacheError):
 
 
 class ChecksumMismatchError(DownloadError):
-    """Downloaded bytes do not match the expected SHA-256; they never reach the destination."""
+    """Downloaded bytes do not match the expected digest; they never reach the destination.
 
-    def __init__(self, url: str, expected: str, actual: str, path: Optional[str] = None) -> None:
+    ``algorithm`` is ``sha256`` or ``sha512``; ``expected`` and ``actual`` are hex digests.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        expected: str,
+        actual: str,
+        path: Optional[str] = None,
+        algorithm: str = "sha256",
+    ) -> None:
+        name = {"sha256": "SHA-256", "sha512": "SHA-512"}.get(algorithm, algorithm.upper())
         super().__init__(
-            f"SHA-256 mismatch for {url}: expected {expected}, got {actual}",
-            url=url,
-            path=path,
+            f"{name} mismatch for {url}: expected {expected}, got {actual}", url=url, path=path
         )
         self.expected = expected
         self.actual = actual
+        self.algorithm = algorithm
 
 
-# -- catalog and cache -------------------------------------------------------------------------
+class DigestError(ImageCacheError, ValueError):
+    """A digest given by the caller or a catalog is malformed (wrong length, not hex, an
+    unknown algorithm). Also a ValueError: it is a usage error, not a failure of the network."""
+
+
+# -- catalog and cache --------------------------------------------------------------------------
 
 
 class CatalogError(ImageCacheError):

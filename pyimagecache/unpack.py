@@ -28,8 +28,8 @@ CHUNK = 1 << 20
 #: Largest disk a bare compressed stream may expand to (a tar header states its own size).
 MAX_OUTPUT = 1 << 42
 
-#: Payload formats unpack() can hand back: the caller publishes raw and converts qcow2.
-PAYLOADS = (formats.RAW, formats.QCOW2)
+#: Payload formats unpack() can hand back: the caller publishes raw and converts the others.
+PAYLOADS = (formats.RAW, *formats.DISK_FORMATS)
 
 
 class _ReadFailure(Exception):

@@ -1,7 +1,8 @@
 """The qcow2 image object: open and validate, map guest ranges to runs, random-access reads.
 
-The image, its backing file and its external data file are read with ``os.pread`` only, so one
-:class:`Image` may be read from several threads at once (the converter does).
+The image, its backing file and its external data file are read through
+:class:`~pyimagecache.sourcefile.SourceFile` positional reads only, so one :class:`Image` may
+be read from several threads at once (the converter does), and from a download still arriving.
 """
 
 from __future__ import annotations
@@ -11,22 +12,23 @@ import struct
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterator, NamedTuple, Optional, Union
+from typing import Iterator, List, Optional, Sequence, Union
 
 from .._codecs import DecompressError, inflate_raw, zstd_decompress
-from .._sparse import pread_into
+from ..diskimage import COMPRESSED, DATA, UNALLOCATED, DiskImage, Extent
 from ..errors import Qcow2CorruptError, Qcow2UnsupportedError
-from .header import MAGIC, MAX_CLUSTER_BITS, MIN_CLUSTER_BITS, parse_header
-from .tables import (
-    COMPRESSED,
-    DATA,
-    L1_OFFSET_MASK,
-    UNALLOCATED,
-    ZERO,
-    L2Decoder,
-    Run,
-    l1_entry_offset,
+from ..sourcefile import SourceFile, as_source
+from .describe import describe
+from .header import (
+    COMPAT_LAZY_REFCOUNTS,
+    INCOMPAT_CORRUPT,
+    INCOMPAT_DIRTY,
+    MAGIC,
+    MAX_CLUSTER_BITS,
+    MIN_CLUSTER_BITS,
+    parse_header,
 )
+from .tables import L1_OFFSET_MASK, L2Decoder, Run, l1_entry_offset
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -34,22 +36,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 MAX_BACKING_DEPTH = 16
 _L2_CACHE_BYTES = 4 << 20  # per image, for random reads; the converter reads each table once
 _ZERO_L1_CHUNK = bytes(4096)
+#: Compressed clusters of one read are fetched with one pread while their host span stays
+#: this small.
+MAX_BATCH_SPAN = 4 << 20
 
-
-class Extent(NamedTuple):
-    """``length`` guest bytes from ``offset``, all of one ``kind``: one of ``DATA``,
-    ``COMPRESSED``, ``ZERO`` or ``UNALLOCATED`` (read from the backing file, or zeros)."""
-
-    offset: int
-    length: int
-    kind: str
-
-
-def pread_exact(fd: int, offset: int, length: int) -> bytes:
-    """Read ``length`` bytes at ``offset``; bytes past the end of the file read as zeros."""
-    buf = bytearray(length)  # zero-filled: a short read at the end of the file stays padded
-    pread_into(fd, buf, length, offset)
-    return bytes(buf)
+__all__ = ["MAX_BACKING_DEPTH", "Extent", "Image", "RawFile", "open_image"]
 
 
 class RawFile:
@@ -57,40 +48,59 @@ class RawFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        self.virtual_size = os.fstat(self.fd).st_size
+        self.file = SourceFile.open(path)
+        self.virtual_size = self.file.size
 
     def read(self, offset: int, length: int) -> bytes:
-        return pread_exact(self.fd, offset, length)
+        return self.file.pread_padded(length, offset)
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self.file.close()
 
 
-def open_source(path: Path, fmt: Optional[str], depth: int) -> Source:
+def open_backing(path: Path, fmt: Optional[str], depth: int) -> Source:
     """Open a backing file as qcow2 or raw: by its declared format, else by its magic bytes."""
     if fmt not in (None, "qcow2", "raw"):
         raise Qcow2UnsupportedError(f"backing file {path} has format {fmt!r}: only qcow2 and raw")
     if fmt is None:
-        with open(path, "rb") as f:
-            fmt = "qcow2" if f.read(4) == MAGIC else "raw"
+        from .. import formats
+
+        fmt = formats.detect_file(path)
+        if fmt not in ("qcow2", "raw"):
+            raise Qcow2UnsupportedError(
+                f"backing file {path} is a {fmt} image: only qcow2 and raw are followed"
+            )
     if fmt == "qcow2":
         return Image(path, _depth=depth)
     return RawFile(path)
 
 
-class Image:
+_local = threading.local()
+
+
+def _input_buffer(size: int) -> bytearray:
+    """A per-thread buffer for compressed streams, reused across reads."""
+    buf: Optional[bytearray] = getattr(_local, "compressed", None)
+    if buf is None or len(buf) < size:
+        buf = bytearray(size)
+        _local.compressed = buf
+    return buf
+
+
+class Image(DiskImage):
     """An open qcow2 image. Use :func:`pyimagecache.qcow2.open`."""
 
-    def __init__(self, path: PathLike, *, backing: bool = True, _depth: int = 0) -> None:
-        self.path = Path(path)
-        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    format = "qcow2"
+
+    def __init__(
+        self, path: Union[PathLike, SourceFile], *, backing: bool = True, _depth: int = 0
+    ) -> None:
+        self.file = as_source(path)
+        self.path = self.file.path
         self.backing: Optional[Source] = None
         self._data: Optional[RawFile] = None
         try:
-            self.file_size = os.fstat(self._fd).st_size
+            self.file_size = self.file.size
             self.header = parse_header(self._read_cluster0(), self.file_size)
             self._open_data_file()
             if backing:
@@ -98,12 +108,16 @@ class Image:
             hdr = self.header
             self._span = hdr.l2_entries * hdr.cluster_size
             self._l1_count = -(-hdr.virtual_size // self._span)
-            self._l1 = os.pread(self._fd, self._l1_count * 8, hdr.l1_table_offset)
+            self._l1 = self.file.pread(self._l1_count * 8, hdr.l1_table_offset)
             if len(self._l1) < self._l1_count * 8:  # the header check makes this a race only
                 raise Qcow2CorruptError("L1 table: truncated (file shrank while reading)")
             self._check_l1_aliases()
             data_size = self._data.virtual_size if self._data else self.file_size
             self._decoder = L2Decoder(hdr, self.file_size, data_size)
+            self._data_file = self._data.file if self._data is not None else self.file
+            self.virtual_size = hdr.virtual_size
+            self.granularity = hdr.cluster_size
+            self.has_backing = self.backing is not None
         except OSError as exc:
             self.close()
             if exc.filename is None:  # a pread on our fd (a directory, an I/O error)
@@ -127,10 +141,6 @@ class Image:
     @property
     def cluster_size(self) -> int:
         return self.header.cluster_size
-
-    @property
-    def virtual_size(self) -> int:
-        return self.header.virtual_size
 
     @property
     def compression_type(self) -> str:
@@ -162,15 +172,15 @@ class Image:
 
     @property
     def dirty(self) -> bool:
-        return bool(self.header.incompatible_features & 1)
+        return bool(self.header.incompatible_features & INCOMPAT_DIRTY)
 
     @property
     def corrupt(self) -> bool:
-        return bool(self.header.incompatible_features & 2)
+        return bool(self.header.incompatible_features & INCOMPAT_CORRUPT)
 
     @property
     def lazy_refcounts(self) -> bool:
-        return bool(self.header.compatible_features & 1)
+        return bool(self.header.compatible_features & COMPAT_LAZY_REFCOUNTS)
 
     @property
     def backing_file(self) -> Optional[str]:
@@ -194,15 +204,10 @@ class Image:
         for other in (self.backing, self._data):
             if other is not None:
                 other.close()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self.file.close()
 
     def __enter__(self) -> Image:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (
@@ -212,11 +217,11 @@ class Image:
 
     # -- opening ----------------------------------------------------------------------------
     def _read_cluster0(self) -> bytes:
-        head = os.pread(self._fd, 4096, 0)
+        head = self.file.pread(4096, 0)
         if len(head) >= 24 and head[:4] == MAGIC:
             bits = struct.unpack_from(">I", head, 20)[0]
             if MIN_CLUSTER_BITS <= bits <= MAX_CLUSTER_BITS and (1 << bits) > len(head):
-                head = os.pread(self._fd, 1 << bits, 0)
+                head = self.file.pread(1 << bits, 0)
         return head
 
     def _resolve(self, name: str) -> Path:
@@ -248,7 +253,7 @@ class Image:
             )
         path = self._resolve(name)
         try:
-            self.backing = open_source(path, self.header.backing_format, depth + 1)
+            self.backing = open_backing(path, self.header.backing_format, depth + 1)
         except OSError as exc:
             raise Qcow2UnsupportedError(
                 f"{self.path}: backing file {name!r} cannot be opened ({path}: {exc.strerror})"
@@ -256,7 +261,7 @@ class Image:
 
     # -- mapping ----------------------------------------------------------------------------
     def _check_open(self) -> None:
-        if self._fd < 0:
+        if self.file.fd < 0:
             raise ValueError("I/O operation on a closed qcow2 image")
 
     def _check_l1_aliases(self) -> None:
@@ -284,7 +289,7 @@ class Image:
                 if table is not None:
                     self._l2_cache.move_to_end(index)
                     return table
-        table = os.pread(self._fd, self.cluster_size, offset)
+        table = self.file.pread(self.cluster_size, offset)
         if len(table) < self.cluster_size:
             raise Qcow2CorruptError(f"L1 entry {index}: L2 table at {offset:#x} is truncated")
         if cache:
@@ -361,26 +366,6 @@ class Image:
             yield current
 
     # -- reading ----------------------------------------------------------------------------
-    @property
-    def fd(self) -> int:
-        """The image's file descriptor (compressed clusters and metadata live here)."""
-        return self._fd
-
-    @property
-    def data_fd(self) -> int:
-        """Where data clusters live: the external data file's descriptor, or :attr:`fd`."""
-        return self._data.fd if self._data is not None else self._fd
-
-    def read_host(self, offset: int, length: int) -> bytes:
-        """Bytes of data clusters (from the external data file when there is one)."""
-        if self._data is not None:
-            return self._data.read(offset, length)
-        return pread_exact(self._fd, offset, length)
-
-    def read_compressed_span(self, offset: int, length: int) -> bytes:
-        """Raw bytes of compressed cluster streams; may be short at the end of the file."""
-        return os.pread(self._fd, length, offset)
-
     def decompress(self, run: Run, stream: Union[bytes, memoryview]) -> bytes:
         """The cluster of the compressed ``run`` from its ``stream`` bytes, exactly one cluster."""
         try:
@@ -404,42 +389,68 @@ class Image:
             return backing.read(offset, length)
         return (backing.read(offset, avail) if avail else b"") + bytes(length - avail)
 
-    def read(self, offset: int, length: int) -> bytes:
-        """``length`` bytes of the virtual disk from ``offset``.
-
-        >>> with qcow2.open("disk.qcow2") as img:  # doctest: +SKIP
-        ...     mbr = img.read(0, 512)
-        """
-        if offset < 0 or length < 0 or offset + length > self.virtual_size:
-            raise ValueError(
-                f"read of {length} bytes at {offset} is outside the virtual disk "
-                f"({self.virtual_size} bytes)"
-            )
+    def read_into(self, offset: int, length: int, buf: bytearray) -> None:
+        """Fill ``buf[:length]`` with the guest bytes at ``offset``: the one way runs become
+        bytes, for :meth:`read` and the converter's tasks alike."""
         self._check_open()
         end = offset + length
-        out = bytearray(length)
+        view = memoryview(buf)
+        batch: List[Run] = []
         for run in self.runs(offset, end):
+            if run.kind == COMPRESSED:
+                if batch and (
+                    run.host + run.csize - batch[0].host > MAX_BATCH_SPAN
+                    or run.host < batch[0].host
+                ):
+                    self._inflate(batch, offset, end, view)
+                    batch = []
+                batch.append(run)
+                continue
+            if batch:
+                self._inflate(batch, offset, end, view)
+                batch = []
             lo, hi = max(run.guest, offset), min(run.guest + run.length, end)
-            if lo >= hi or run.kind == ZERO:
+            if lo >= hi:
                 continue
+            out = view[lo - offset : hi - offset]
             if run.kind == DATA:
-                piece = self.read_host(run.host + lo - run.guest, hi - lo)
-            elif run.kind == COMPRESSED:
-                cluster = self.decompress(run, self.read_compressed_span(run.host, run.csize))
-                piece = cluster[lo - run.guest : hi - run.guest]
-            elif self.backing is not None:
-                piece = self.read_backing(lo, hi - lo)
+                host = run.host + lo - run.guest
+                got = self._data_file.pread_into(out, hi - lo, host)  # type: ignore[arg-type]
+                if got < hi - lo:  # a host cluster running past the end of the file: zeros
+                    out[got:] = bytes(hi - lo - got)
+            elif run.kind == UNALLOCATED and self.backing is not None:
+                out[:] = self.read_backing(lo, hi - lo)
             else:
-                continue
-            out[lo - offset : hi - offset] = piece
-        return bytes(out)
+                out[:] = bytes(hi - lo)
+        if batch:
+            self._inflate(batch, offset, end, view)
+
+    def _inflate(self, batch: Sequence[Run], offset: int, end: int, view: memoryview) -> None:
+        """Decompress host-ordered compressed ``batch`` read with one pread (short only at the
+        end of the file, which qemu pads) into its place in ``view``."""
+        lo = batch[0].host
+        hi = max(r.host + r.csize for r in batch)
+        inbuf = _input_buffer(hi - lo)
+        got = self.file.pread_into(inbuf, hi - lo, lo)
+        stream = memoryview(inbuf)
+        for run in batch:
+            begin = run.host - lo
+            cluster = self.decompress(run, stream[begin : min(got, begin + run.csize)])
+            g_lo, g_hi = max(run.guest, offset), min(run.guest + run.length, end)
+            view[g_lo - offset : g_hi - offset] = memoryview(cluster)[
+                g_lo - run.guest : g_hi - run.guest
+            ]
+
+    def describe(self) -> dict:  # type: ignore[type-arg]
+        """``qemu-img info --output=json``'s fields for this image."""
+        return describe(self)
 
 
 #: A backing file: another qcow2 image or a raw file.
 Source = Union["Image", RawFile]
 
 
-def open_image(path: PathLike, *, backing: bool = True) -> Image:
+def open_image(path: Union[PathLike, SourceFile], *, backing: bool = True) -> Image:
     """Open and validate a qcow2 image. With ``backing=False`` its backing file is not opened
     (unallocated ranges then read as zeros), which is enough for metadata such as ``info``.
 

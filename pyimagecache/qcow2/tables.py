@@ -11,14 +11,11 @@ from __future__ import annotations
 import struct
 from typing import Iterator, List, NamedTuple, Optional, Tuple
 
+from ..diskimage import COMPRESSED, DATA, KINDS, UNALLOCATED, ZERO
 from ..errors import Qcow2CorruptError
 from .header import MAX_OFFSET, Header
 
-DATA = "data"
-COMPRESSED = "compressed"
-ZERO = "zero"
-UNALLOCATED = "unallocated"
-KINDS = (DATA, COMPRESSED, ZERO, UNALLOCATED)
+__all__ = ["COMPRESSED", "DATA", "KINDS", "UNALLOCATED", "ZERO", "L2Decoder", "Run"]
 
 L1_OFFSET_MASK = 0x00FFFFFFFFFFFE00
 L1_RESERVED = 0x7F000000000001FF
@@ -29,8 +26,8 @@ FLAG_COPIED = 1 << 63
 FLAG_ZERO = 1
 ALL_SUBCLUSTERS = 0xFFFFFFFF
 #: L2 entries compared at once by the fast paths of L2Decoder._pieces.
-CHUNK = 64
-_ZERO_CHUNK = bytes(CHUNK * 8)
+ENTRIES_PER_STRETCH = 64
+_ZERO_STRETCH = bytes(ENTRIES_PER_STRETCH * 8)
 SUBCLUSTERS = 32
 
 
@@ -129,8 +126,9 @@ class L2Decoder:
     ) -> Iterator[Piece]:
         """(guest, length, kind, host, csize) for entries ``first`` to ``stop``, in order.
 
-        Without extended L2 entries or an external data file, entries go CHUNK at a time: an
-        all-zero stretch of the table is one unallocated piece found by a byte comparison,
+        Without extended L2 entries or an external data file, entries go ENTRIES_PER_STRETCH
+        at a time: an all-zero stretch of the table is one unallocated piece found by a byte
+        comparison,
         and :meth:`_chunk` folds stretches of one repeated entry or of contiguous data
         clusters, so that neither a sparse table nor a full one costs a Python iteration per
         entry. Anything else is decoded entry by entry.
@@ -142,19 +140,19 @@ class L2Decoder:
         index = first
         while index < stop:
             guest = base + index * cs
-            count = min(CHUNK, stop - index)
+            count = min(ENTRIES_PER_STRETCH, stop - index)
             at = index * width
-            whole = chunks and count == CHUNK
-            if whole and table.startswith(_ZERO_CHUNK, at, at + CHUNK * 8):
-                yield guest, CHUNK * cs, UNALLOCATED, 0, 0
-                index += CHUNK
+            whole = chunks and count == ENTRIES_PER_STRETCH
+            if whole and table.startswith(_ZERO_STRETCH, at, at + ENTRIES_PER_STRETCH * 8):
+                yield guest, ENTRIES_PER_STRETCH * cs, UNALLOCATED, 0, 0
+                index += ENTRIES_PER_STRETCH
                 continue
             values = struct.unpack_from(f">{count * width // 8}Q", table, at)
             if whole:
                 piece = self._chunk(values, guest, table_offset, l1_index, index)
                 if piece is not None:
                     yield piece
-                    index += CHUNK
+                    index += ENTRIES_PER_STRETCH
                     continue
             for n in range(count):
                 if ext:
@@ -172,22 +170,23 @@ class L2Decoder:
     def _chunk(
         self, chunk: Tuple[int, ...], guest: int, table_offset: int, l1_index: int, index: int
     ) -> Optional[Piece]:
-        """One piece for CHUNK entries that are all the same unallocated or zero entry, or that
-        map contiguous host clusters; None when the entries must be decoded one by one.
+        """One piece for ENTRIES_PER_STRETCH entries that are all the same unallocated or zero
+        entry, or that map contiguous host clusters; None when the entries must be decoded one
+        by one.
 
         Comparing the entries with a tuple runs in C.
         """
         cs = self.cs
         entry = chunk[0]
         if entry & (FLAG_COMPRESSED | L2_OFFSET_MASK) == 0:
-            if chunk != (entry,) * CHUNK:
+            if chunk != (entry,) * ENTRIES_PER_STRETCH:
                 return None
             # Validates the entry (reserved bits, the zero flag on v2) once for all of them.
             (piece,) = self._entry(entry, 0, guest, table_offset, l1_index, index)
-            return guest, CHUNK * cs, piece[2], 0, 0
+            return guest, ENTRIES_PER_STRETCH * cs, piece[2], 0, 0
         if entry & (FLAG_COMPRESSED | FLAG_ZERO):
             return None
-        if chunk != tuple(range(entry, entry + CHUNK * cs, cs)):
+        if chunk != tuple(range(entry, entry + ENTRIES_PER_STRETCH * cs, cs)):
             return None
         # Entries in between differ from the first only in offset bits between the first's and
         # the last's offsets, so the first and last are the only ones that can be invalid.
@@ -196,7 +195,7 @@ class L2Decoder:
         if last & L2_RESERVED_STD or last & L2_OFFSET_MASK >= self.data_size:
             return None
         (piece,) = self._entry(entry, 0, guest, table_offset, l1_index, index)
-        return guest, CHUNK * cs, DATA, piece[3], 0
+        return guest, ENTRIES_PER_STRETCH * cs, DATA, piece[3], 0
 
     def _where(self, table_offset: int, l1_index: int, index: int, guest: int) -> str:
         return (

@@ -1,28 +1,17 @@
-"""``qemu-img info --output=json``-shaped facts about a qcow2 image, plus an allocation summary."""
+"""``qemu-img info --output=json``-shaped facts about an open qcow2 image."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict
 
-from .image import Image, PathLike, open_image
-from .tables import KINDS
-
-
-def info(path: PathLike) -> Dict[str, Any]:
-    """The fields of ``qemu-img info --output=json`` that apply to qcow2, with the same names,
-    and ``allocation``: guest bytes per extent kind (data, compressed, zero, unallocated).
-
-    >>> info("noble.img")["virtual-size"]  # doctest: +SKIP
-    3758096384
-    """
-    # Like qemu-img info, this needs only the image itself, not its backing file.
-    with open_image(path, backing=False) as img:
-        return describe(img)
+if TYPE_CHECKING:
+    from .image import Image
 
 
 def describe(img: Image) -> Dict[str, Any]:
-    """:func:`info` for an image that is already open."""
+    """The fields of ``qemu-img info --output=json`` that apply to qcow2, with the same names
+    (the package-level :func:`pyimagecache.info` adds ``allocation``)."""
     hdr = img.header
     specific: Dict[str, Any] = {
         "compat": "0.10" if hdr.version == 2 else "1.1",
@@ -40,19 +29,15 @@ def describe(img: Image) -> Dict[str, Any]:
         if hdr.data_file is not None:
             specific["data-file"] = hdr.data_file
             specific["data-file-raw"] = hdr.data_file_raw
-    allocation = dict.fromkeys(KINDS, 0)
-    for extent in img.extents():
-        allocation[extent.kind] += extent.length
     result: Dict[str, Any] = {
         "virtual-size": img.virtual_size,
         "filename": str(img.path),
         "cluster-size": img.cluster_size,
         "format": "qcow2",
-        "actual-size": os.fstat(img.fd).st_blocks * 512,
+        "actual-size": os.fstat(img.file.fd).st_blocks * 512,
         "dirty-flag": img.dirty,
         "format-specific": {"type": "qcow2", "data": specific},
         "snapshots-count": img.snapshots_count,
-        "allocation": allocation,
     }
     if hdr.backing_file is not None:
         result["backing-filename"] = hdr.backing_file

@@ -1,0 +1,138 @@
+"""The input file every image reader reads: complete on disk, or a download still arriving.
+
+Readers never touch a file descriptor themselves; they call :meth:`SourceFile.pread_into`
+(positional, so one file serves several threads) and learn the file's final ``size`` from
+it. A :class:`GrowingFile` is the partial file of a download in progress: a read of bytes not
+written yet waits for them, which is how ``ensure`` converts while it downloads. When the
+download fails or starts over, every waiting and later read raises :class:`SourceChanged`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Optional, Union
+
+from ._sparse import pread_into
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class SourceChanged(Exception):
+    """Internal: the growing file a conversion reads was abandoned (the download failed, or
+    restarted with different bytes); whatever was converted from it must be thrown away."""
+
+
+class SourceFile:
+    """Positional reads of a complete file. Reads past ``size`` come back short.
+
+    >>> with SourceFile.open("disk.qcow2") as f:  # doctest: +SKIP
+    ...     magic = f.pread(4, 0)
+    """
+
+    def __init__(self, path: PathLike, fd: int, size: int) -> None:
+        self.path = Path(path)
+        self.fd = fd
+        #: The file's length in bytes; for a growing file, the length it will have.
+        self.size = size
+
+    @classmethod
+    def open(cls, path: PathLike) -> SourceFile:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            return cls(path, fd, os.fstat(fd).st_size)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def pread_into(self, buf: bytearray, length: int, offset: int) -> int:
+        """Read up to ``length`` bytes at ``offset`` into the start of ``buf``; short only at
+        the end of the file."""
+        return pread_into(self.fd, buf, length, offset)
+
+    def pread(self, length: int, offset: int) -> bytes:
+        """Up to ``length`` bytes at ``offset`` (short only at the end of the file)."""
+        buf = bytearray(length)
+        got = self.pread_into(buf, length, offset)
+        return bytes(buf) if got == length else bytes(buf[:got])
+
+    def pread_padded(self, length: int, offset: int) -> bytes:
+        """``length`` bytes at ``offset``; bytes past the end of the file read as zeros."""
+        buf = bytearray(length)
+        self.pread_into(buf, length, offset)
+        return bytes(buf)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> SourceFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {str(self.path)!r} {self.size} bytes>"
+
+
+def as_source(src: Union[PathLike, SourceFile]) -> SourceFile:
+    """``src`` itself when it is a :class:`SourceFile`, else the file at that path, opened."""
+    return src if isinstance(src, SourceFile) else SourceFile.open(src)
+
+
+class GrowingFile(SourceFile):
+    """A file that a download is still appending to, up to a known final ``size``.
+
+    The downloader calls :meth:`grew` as bytes land, :meth:`finish` when the file is complete,
+    and :meth:`abandon` when it fails or restarts. Readers wait for the bytes they need; a read
+    beyond ``size`` is short, as for a complete file.
+    """
+
+    def __init__(self, path: PathLike, size: int, written: int = 0) -> None:
+        super().__init__(path, os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)), size)
+        self._written = written
+        self._complete = written >= size
+        self._failure: Optional[str] = None
+        self._cond = threading.Condition()
+        #: The furthest offset a reader has waited for: how far a conversion is held up.
+        self.wanted = 0
+
+    @property
+    def written(self) -> int:
+        return self._written
+
+    def grew(self, written: int) -> None:
+        with self._cond:
+            self._written = written
+            if written >= self.wanted:
+                self._cond.notify_all()
+
+    def finish(self) -> None:
+        with self._cond:
+            self._written = self.size
+            self._complete = True
+            self._cond.notify_all()
+
+    def abandon(self, reason: str) -> None:
+        with self._cond:
+            self._failure = reason
+            self._cond.notify_all()
+
+    def wait_for(self, end: int) -> None:
+        """Return once bytes up to ``end`` (clipped to ``size``) are on disk."""
+        end = min(end, self.size)
+        with self._cond:
+            while True:
+                if self._failure is not None:
+                    raise SourceChanged(self._failure)
+                if self._complete or self._written >= end:
+                    return
+                self.wanted = max(self.wanted, end)
+                self._cond.wait()
+
+    def pread_into(self, buf: bytearray, length: int, offset: int) -> int:
+        self.wait_for(offset + length)
+        return super().pread_into(buf, length, offset)
