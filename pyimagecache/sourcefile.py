@@ -48,8 +48,13 @@ class SourceFile:
 
     def pread_into(self, buf: bytearray, length: int, offset: int) -> int:
         """Read up to ``length`` bytes at ``offset`` into the start of ``buf``; short only at
-        the end of the file."""
-        return pread_into(self.fd, buf, length, offset)
+        the end of the file. An OSError names the file (a directory, an I/O error)."""
+        try:
+            return pread_into(self.fd, buf, length, offset)
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = str(self.path)
+            raise
 
     def pread(self, length: int, offset: int) -> bytes:
         """Up to ``length`` bytes at ``offset`` (short only at the end of the file)."""

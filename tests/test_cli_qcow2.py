@@ -57,7 +57,9 @@ def corrupt_image(path: Path) -> None:
 
 
 def bad_magic(path: Path) -> None:
-    path.write_bytes(b"NOTQCOW2" + bytes(4088))
+    # convert and info open any format by its magic, and data with no known magic is raw (as
+    # qemu-img sees it): the magic of a format with no reader is what must fail.
+    path.write_bytes(b"QED\x00" + bytes(4092))
 
 
 def bad_l1(path: Path) -> None:
@@ -256,6 +258,16 @@ def test_info_corrupt_image_is_one_error_line(tmp_path: Path, make: Callable[[Pa
     make(src)
     assert_one_error_line(cli("info", str(src)))
     assert_one_error_line(cli("info", "--json", str(src)))
+
+
+def test_info_without_a_known_magic_is_raw_as_for_qemu_img(tmp_path: Path) -> None:
+    src = tmp_path / "plain.bin"
+    src.write_bytes(b"NOTQCOW2" + bytes(4088))
+    proc = cli("info", "--json", str(src))
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)
+    assert facts["format"] == "raw" and facts["virtual-size"] == 4096
+    assert facts["allocation"]["data"] == 4096
 
 
 def test_info_missing_file_names_the_path(tmp_path: Path) -> None:

@@ -16,9 +16,10 @@ def positive_int(text: str) -> int:
 def register(subparsers: Any) -> None:
     convert = subparsers.add_parser(
         "convert",
-        help="convert a qcow2 image to a sparse raw disk",
-        description="Convert the qcow2 image SRC to a sparse raw disk DST (written to a "
-        "temporary file and renamed into place: DST is untouched on error).",
+        help="convert a disk image to a sparse raw disk",
+        description="Convert the disk image SRC (any supported format, found by its magic "
+        "bytes) to a sparse raw disk DST (written to a temporary file and renamed into "
+        "place: DST is untouched on error).",
     )
     convert.add_argument("src", metavar="SRC")
     convert.add_argument("dst", metavar="DST")
@@ -30,8 +31,8 @@ def register(subparsers: Any) -> None:
 
     info = subparsers.add_parser(
         "info",
-        help="describe a qcow2 image",
-        description="Print what qemu-img info prints for a qcow2 image, plus how many bytes "
+        help="describe a disk image",
+        description="Print what qemu-img info prints for a disk image, plus how many bytes "
         "of the virtual disk are data, compressed, zero and unallocated.",
     )
     info.add_argument("image", metavar="IMAGE")
@@ -42,7 +43,7 @@ def register(subparsers: Any) -> None:
 def run_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..qcow2 import convert
+    from ..converter import convert
     from ._progressbar import ProgressBar
 
     bar = ProgressBar(Path(args.src).name)  # draws only when stderr is a terminal
@@ -56,7 +57,7 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     import json
 
-    from ..qcow2 import info
+    from ..opener import info
 
     facts = info(args.image)
     if args.json:
@@ -68,25 +69,32 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def human_lines(facts: Dict[str, Any]) -> list[str]:
+    """``qemu-img info``'s text form of the facts ``info`` gathered (any format)."""
     from ._progressbar import human_bytes
 
     size = facts["virtual-size"]
     lines = [
-        f"image: {facts['filename']}",
-        "file format: qcow2",
+        f"image: {facts.get('filename', '')}",
+        f"file format: {facts['format']}",
         f"virtual size: {human_bytes(size)} ({size} bytes)",
-        f"disk size: {human_bytes(facts['actual-size'])}",
-        f"cluster_size: {facts['cluster-size']}",
     ]
+    if "actual-size" in facts:
+        lines.append(f"disk size: {human_bytes(facts['actual-size'])}")
+    if "cluster-size" in facts:
+        lines.append(f"cluster_size: {facts['cluster-size']}")
     if "backing-filename" in facts:
         lines.append(f"backing file: {facts['backing-filename']}")
         if "backing-filename-format" in facts:
             lines.append(f"backing file format: {facts['backing-filename-format']}")
-    lines.append(f"snapshots: {facts['snapshots-count']}")
-    lines.append("format specific information:")
-    for key, value in facts["format-specific"]["data"].items():
+    if "snapshots-count" in facts:
+        lines.append(f"snapshots: {facts['snapshots-count']}")
+    specific = facts.get("format-specific", {}).get("data", {})
+    if specific or "dirty-flag" in facts:
+        lines.append("format specific information:")
+    for key, value in specific.items():
         lines.append(f"    {key}: {str(value).lower() if isinstance(value, bool) else value}")
-    lines.append(f"    dirty: {str(facts['dirty-flag']).lower()}")
+    if "dirty-flag" in facts:
+        lines.append(f"    dirty: {str(facts['dirty-flag']).lower()}")
     lines.append("allocation:")
     for kind, nbytes in facts["allocation"].items():
         share = nbytes * 100 / size if size else 0.0
