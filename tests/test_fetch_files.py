@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -21,17 +22,20 @@ from typing import Callable, Iterator, List, Optional
 import pytest
 from faultserver import FaultServer
 
-from pyimagecache.download import fetch, hash_url, read_url, retry
+from pyimagecache import download
 from pyimagecache.errors import ChecksumMismatchError, DownloadError
+from pyimagecache.settings import Retry, Settings
+
+# Backoff in milliseconds, passed down as settings (no module globals to patch).
+FAST = Settings(retry=Retry(backoff_base=0.001, backoff_max=0.005))
+fetch = functools.partial(download.fetch, settings=FAST)
+hash_url = functools.partial(download.hash_url, settings=FAST)
+read_url = functools.partial(download.read_url, settings=FAST)
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 400_000
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(retry, "BASE_DELAY", 0.001)
-    monkeypatch.setattr(retry, "MAX_DELAY", 0.005)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -14,16 +15,20 @@ from typing import Iterator, List, Optional, Tuple
 import pytest
 from faultserver import FaultServer, make_cert
 
-from pyimagecache.download import fetch, hash_url, read_url, retry
-from pyimagecache.errors import ChecksumMismatchError, DownloadError
+from pyimagecache import download
+from pyimagecache.download import retry
+from pyimagecache.errors import ChecksumMismatchError, DigestError, DownloadError
+from pyimagecache.settings import Retry, Settings
+
+# Backoff in milliseconds, passed down as settings (no module globals to patch).
+FAST = Settings(retry=Retry(backoff_base=0.001, backoff_max=0.005))
+fetch = functools.partial(download.fetch, settings=FAST)
+hash_url = functools.partial(download.hash_url, settings=FAST)
+read_url = functools.partial(download.read_url, settings=FAST)
 
 SIZE = 300_000
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(retry, "BASE_DELAY", 0.001)
-    monkeypatch.setattr(retry, "MAX_DELAY", 0.005)
 
 
 @pytest.fixture
@@ -339,13 +344,16 @@ def test_hash_url_resumes_and_restarts(server: FaultServer, data: bytes) -> None
     assert [(r.status, r.range) for r in server.log] == [
         (200, ""), (206, "bytes=100000-"), (200, "bytes=250000-")
     ]
-    with pytest.raises(DownloadError, match="unknown hash algorithm"):
+    # A bad algorithm is a usage error from the hashing module, as from every entry point.
+    with pytest.raises(DigestError, match="unknown hash algorithm"):
         hash_url(server.url, ("sha257",))
 
 
 def test_bad_arguments_are_clear_errors(server: FaultServer, tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match="64 hexadecimal digits"):
+    with pytest.raises(DigestError, match="64 hexadecimal digits"):
         fetch(server.url, tmp_path / "a", sha256="abc")
+    with pytest.raises(DigestError, match="128 hexadecimal digits"):
+        fetch(server.url, tmp_path / "a", sha512="ab" * 32)
     with pytest.raises(DownloadError, match="not an http"):
         fetch("ftp://127.0.0.1/file", tmp_path / "a")
     with pytest.raises(ValueError, match="read timeout"):
@@ -359,7 +367,7 @@ def test_retry_after_parsing() -> None:
     assert retry.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
     assert retry.parse_retry_after("soon") is None
     assert retry.parse_retry_after(None) is None
-    assert retry.backoff_delay(1, retry_after=5000) == retry.MAX_RETRY_AFTER
+    assert Retry().delay(1, retry_after=5000) == Retry().max_retry_after
 
 
 def test_tls_context_sources(monkeypatch: pytest.MonkeyPatch, cert: Tuple[Path, Path]) -> None:

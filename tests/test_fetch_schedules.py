@@ -4,6 +4,7 @@ Only the "replace" fault (new bytes upstream) may end in ChecksumMismatchError."
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -16,8 +17,13 @@ from faultserver import FaultServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyimagecache.download import fetch, retry
+from pyimagecache import download
 from pyimagecache.errors import ChecksumMismatchError, DownloadError
+from pyimagecache.settings import Retry, Settings
+
+# Backoff in milliseconds, passed down as settings (no module globals to patch).
+FAST = Settings(retry=Retry(backoff_base=0.001, backoff_max=0.002))
+fetch = functools.partial(download.fetch, settings=FAST)
 
 SIZE = 200_000
 DATA = random.Random(3).randbytes(SIZE)
@@ -44,10 +50,6 @@ def server() -> Iterator[FaultServer]:
         yield srv
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(retry, "BASE_DELAY", 0.001)
-    monkeypatch.setattr(retry, "MAX_DELAY", 0.002)
 
 
 @settings(

@@ -11,7 +11,7 @@ import os
 import ssl
 import threading
 import urllib.request
-from typing import Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -19,9 +19,8 @@ from urllib3.exceptions import LocationParseError
 
 from .. import __version__
 from ..errors import DownloadError
+from ..settings import Timeout
 
-#: ``timeout`` argument of the public functions: seconds for both, or (connect, read).
-Timeout = Union[float, Tuple[float, float]]
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = f"pyimagecache/{__version__}"
@@ -37,14 +36,7 @@ class Opened(NamedTuple):
 
 
 def urllib3_timeout(timeout: Timeout) -> urllib3.Timeout:
-    if isinstance(timeout, tuple):
-        connect, read = timeout
-    else:
-        connect = read = timeout
-    for name, value in (("connect", connect), ("read", read)):
-        if not value > 0:
-            raise ValueError(f"{name} timeout must be a positive number of seconds, got {value!r}")
-    return urllib3.Timeout(connect=float(connect), read=float(read))
+    return urllib3.Timeout(connect=timeout.connect, read=timeout.read)
 
 
 def tls_context(ca_bundle: Optional[str]) -> ssl.SSLContext:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from .._progress import ProgressCallback, Throttle
 from ..errors import DownloadError
-from .sinks import CHUNK, Sink
+from .sinks import RECV_BYTES, Sink
 
 
 def local_path(url: Union[str, os.PathLike[str]]) -> Optional[Path]:
@@ -27,8 +27,7 @@ def local_path(url: Union[str, os.PathLike[str]]) -> Optional[Path]:
         from urllib.request import url2pathname  # heavy: imported only for file:// URLs
 
         return Path(url2pathname(parts.path))
-    windows_drive = len(parts.scheme) == 1 and os.name == "nt"
-    if parts.scheme == "" or windows_drive:
+    if parts.scheme == "":
         return Path(url)
     return None
 
@@ -43,7 +42,7 @@ def copy_into(source: Path, sink: Sink, progress: Optional[ProgressCallback]) ->
             if not source.is_file():
                 total = None  # a pipe or device: its size means nothing
             while True:
-                data = f.read(CHUNK)
+                data = f.read(RECV_BYTES)
                 if not data:
                     break
                 sink.write(data)

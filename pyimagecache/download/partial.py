@@ -52,10 +52,6 @@ class Validators(NamedTuple):
             and self.last_modified != later.last_modified
         )
 
-def meta_path(part: Path) -> Path:
-    return part.with_name(part.name + ".meta")
-
-
 def load(meta: Path) -> Optional[Validators]:
     """The stored validators, or None when missing, unreadable or malformed (start over)."""
     try:

@@ -6,17 +6,25 @@ second time. ``restart()`` forgets everything (the server sent a different file)
 
 from __future__ import annotations
 
-import hashlib
 import os
-import queue
-import threading
 from pathlib import Path
-from typing import Dict, List, Optional, Protocol, Sequence
+from typing import List, Optional, Protocol
 
 from .._sparse import WritebackPacer
 from ..errors import DownloadError
+from ..hashing import Hashes
 
-CHUNK = 1 << 20
+#: Bytes asked of the network or a local file per read.
+RECV_BYTES = 1 << 20
+
+
+class Watcher(Protocol):
+    """Told how far a partial file has grown, and when its bytes stop being a prefix of the
+    final file (a restart): a conversion reading the file while it grows listens."""
+
+    def grew(self, written: int) -> None: ...
+
+    def abandon(self, reason: str) -> None: ...
 
 
 class Sink(Protocol):
@@ -27,93 +35,17 @@ class Sink(Protocol):
     def restart(self) -> None: ...
 
 
-class Hashes:
-    """Several hashlib algorithms fed at once."""
-
-    def __init__(self, algorithms: Sequence[str]) -> None:
-        self.algorithms = tuple(algorithms)
-        for name in self.algorithms:
-            try:
-                hashlib.new(name)
-            except ValueError as exc:
-                raise DownloadError(f"unknown hash algorithm {name!r}") from exc
-        self.restart()
-
-    def restart(self) -> None:
-        self._hashes = [hashlib.new(name) for name in self.algorithms]
-
-    def update(self, data: bytes) -> None:
-        for h in self._hashes:
-            h.update(data)
-
-    def hexdigests(self) -> Dict[str, str]:
-        return {name: h.hexdigest() for name, h in zip(self.algorithms, self._hashes)}
-
-    def close(self) -> None:
-        pass
-
-
-class BackgroundHashes(Hashes):
-    """Hashes fed on a worker thread, so hashing overlaps receiving and writing.
-
-    hashlib releases the GIL on large buffers, so on two cores a verified download costs about
-    what an unverified one does. At most QUEUE_DEPTH chunks wait (bounded memory).
-    """
-
-    QUEUE_DEPTH = 8
-
-    def __init__(self, algorithms: Sequence[str]) -> None:
-        self._queue: queue.Queue[Optional[bytes]] = queue.Queue(self.QUEUE_DEPTH)
-        self._error: Optional[BaseException] = None
-        super().__init__(algorithms)
-        self._thread = threading.Thread(target=self._work, name="pyimagecache-hash", daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        while True:
-            data = self._queue.get()
-            try:
-                if data is None:
-                    return
-                if self._error is None:
-                    super().update(data)
-            except BaseException as exc:  # kept for the caller; keep draining so put() never blocks
-                self._error = exc
-            finally:
-                self._queue.task_done()
-
-    def _sync(self) -> None:
-        self._queue.join()
-        if self._error is not None:
-            raise self._error
-
-    def update(self, data: bytes) -> None:
-        if not self._thread.is_alive():
-            raise RuntimeError("BackgroundHashes used after close()")
-        self._queue.put(data)
-
-    def restart(self) -> None:
-        self._sync()
-        super().restart()
-
-    def hexdigests(self) -> Dict[str, str]:
-        self._sync()
-        return super().hexdigests()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-
 class FileSink:
     """Appends to the open partial file ``path`` (fd positioned at its end)."""
 
-    def __init__(self, fd: int, path: Path, hashes: Hashes, done: int) -> None:
+    def __init__(
+        self, fd: int, path: Path, hashes: Hashes, done: int, watcher: Optional[Watcher] = None
+    ) -> None:
         self.fd = fd
         self.path = path
         self.hashes = hashes
         self.done = done
+        self.watcher = watcher
         # Without this a 1 GiB download sits dirty in the page cache and the final fsync waits
         # for all of it; advising each window just written also keeps a big image from
         # evicting everything else from the cache.
@@ -137,8 +69,12 @@ class FileSink:
                 path=str(self.path),
                 done=self.done,
             ) from exc
+        if self.watcher is not None:
+            self.watcher.grew(self.done)
 
     def restart(self) -> None:
+        if self.watcher is not None:
+            self.watcher.abandon(f"the download of {self.path.name} started over")
         try:
             os.ftruncate(self.fd, 0)
             os.lseek(self.fd, 0, os.SEEK_SET)

@@ -8,34 +8,38 @@ Files beside ``dest``:
 - ``<dest>.part.lock``: flocked for the whole call, so concurrent fetches of one dest take turns.
 
 A process that waited for the lock returns at once when, during its wait, another one published
-dest (re-hashing it first when ``sha256`` is given). A dest that was already there when the call
+dest (re-hashing it first when a digest is given). A dest that was already there when the call
 started is downloaded again: whether an existing file is good enough is the caller's decision.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
+from .. import cachefiles
 from .._atomic import fsync_dir
 from .._lock import FileLock
 from .._progress import ProgressCallback
-from ..errors import ChecksumMismatchError, DownloadError
+from .._space import check_free_space
+from ..errors import DownloadError
+from ..hashing import Expected, Hashes, file_digests, hashes_for
+from ..settings import DEFAULT, Settings, TimeoutArg
 from . import partial
-from .local import copy_into, local_path
-from .sinks import CHUNK, BackgroundHashes, FileSink, Hashes
+from .route import fill
+from .sinks import RECV_BYTES, FileSink, Watcher
 
 #: Attempts after the first failure within one call (see transfer.PROGRESS_CREDIT).
-DEFAULT_RETRIES = 5
+DEFAULT_RETRIES = DEFAULT.retry.total
 #: Connect within 30 s; give up on a connection when no byte arrives for 60 s (the read
 #: timeout bounds the gap between two chunks, not the whole transfer).
-DEFAULT_TIMEOUT: Tuple[float, float] = (30.0, 60.0)
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+DEFAULT_TIMEOUT: Tuple[float, float] = tuple(DEFAULT.timeout)  # type: ignore[assignment]
 
 PathArg = Union[str, "os.PathLike[str]"]
+#: Told where the partial file is and how long it will be once the total is known; returns
+#: who to tell as it grows (ensure's converter), or None.
+Watch = Callable[[Path, int, int], Optional[Watcher]]
 
 
 def fetch(
@@ -43,34 +47,56 @@ def fetch(
     dest: PathArg,
     *,
     sha256: Optional[str] = None,
+    sha512: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
-    timeout: Union[float, Tuple[float, float]] = DEFAULT_TIMEOUT,
-    retries: int = DEFAULT_RETRIES,
+    timeout: Optional[TimeoutArg] = None,
+    retries: Optional[int] = None,
     ca_bundle: Optional[str] = None,
+    settings: Optional[Settings] = None,
 ) -> Path:
     """Download ``url`` (http, https, file:// or a local path) to ``dest`` and return dest.
 
-    The bytes are hashed as they are written to ``<dest>.part``; when ``sha256`` (64 hex digits)
-    is given and does not match, ChecksumMismatchError is raised and nothing reaches dest. An
-    interrupted download (a failed call, a killed process) resumes with an HTTP Range request on
-    the next call when the server offers a strong ETag or Last-Modified.
+    The bytes are hashed as they are written to ``<dest>.part``; when ``sha256`` (64 hex
+    digits) or ``sha512`` (128) is given and does not match, ChecksumMismatchError (naming the
+    algorithm) is raised and nothing reaches dest; both are checked, in the same pass, when
+    both are given. An interrupted download (a failed call, a killed process) resumes with an
+    HTTP Range request on the next call when the server offers a strong ETag or Last-Modified.
 
     ``timeout`` is seconds to connect and the longest wait for the next chunk, or a
     (connect, read) pair; default (30, 60). ``retries`` failed attempts are retried with
     exponential backoff within the call (default 5). ``progress(done, total_or_None)`` is called
     at most ten times a second. ``ca_bundle`` replaces the system CA store for https.
+    ``settings`` (a :class:`~pyimagecache.settings.Settings`) gives all of those at once; the
+    keyword arguments override it.
 
     >>> fetch("https://example.org/disk.qcow2", "disk.qcow2", sha256="ab12...")  # doctest: +SKIP
     PosixPath('disk.qcow2')
     """
+    expected = Expected.parse(sha256, sha512)
+    base = settings if settings is not None else DEFAULT
+    fetch_verified(url, dest, expected, base.overridden(timeout, retries, ca_bundle), progress)
+    return Path(dest)
+
+
+def fetch_verified(
+    url: PathArg,
+    dest: PathArg,
+    expected: Expected,
+    settings: Settings,
+    progress: Optional[ProgressCallback] = None,
+    watch: Optional[Watch] = None,
+    record: Sequence[str] = (),
+) -> Dict[str, str]:
+    """:func:`fetch` with validated digests and settings; returns the digests of the file for
+    the pinned algorithms and those in ``record``, computed in the same pass. ``watch``
+    (ensure's overlap) is called once the partial file's final length is known, and told as
+    it grows."""
     url_text = os.fspath(url)
-    source = local_path(url)  # a PathLike is a path even if it looks like "name:..."
     dest = Path(dest)
-    expected = _normalise_sha256(sha256)
     _check_dest(dest)
-    part = dest.with_name(dest.name + ".part")
-    meta = partial.meta_path(part)
-    lock_path = dest.with_name(dest.name + ".part.lock")
+    part = cachefiles.partial_of(dest)
+    meta = cachefiles.partial_meta_of(dest)
+    lock_path = cachefiles.partial_lock_of(dest)
     before = _identity(dest)
     lock = FileLock(lock_path)
     try:
@@ -80,81 +106,96 @@ def fetch(
     try:
         now = _identity(dest)
         # Published by the process we waited for? Trust it only as far as we can check.
-        published = now is not None and now != before
-        if published and (expected is None or _hash_file(dest, url_text) == expected):
-            return dest
+        wanted = tuple(dict.fromkeys((*expected.algorithms, *record)))
+        if now is not None and now != before:
+            done = _digests_if_matching(dest, expected, wanted, url_text)
+            if done is not None:
+                return done
         try:
-            _download(
-                url_text, source, dest, part, meta, expected, progress, timeout, retries, ca_bundle
+            return _download(
+                url_text, dest, part, meta, expected, wanted, settings, progress, watch
             )
         except BaseException:
             _drop_if_empty(part, meta)
             raise
-        return dest
     finally:
         lock.release()
 
 
 def _download(
     url: str,
-    source: Optional[Path],
     dest: Path,
     part: Path,
     meta: Path,
-    expected: Optional[str],
+    expected: Expected,
+    wanted: Sequence[str],
+    settings: Settings,
     progress: Optional[ProgressCallback],
-    timeout: Union[float, Tuple[float, float]],
-    retries: int,
-    ca_bundle: Optional[str],
-) -> None:
+    watch: Optional[Watch],
+) -> Dict[str, str]:
     try:
-        fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise _os_error("cannot create", part, exc, url) from exc
-    hashes = BackgroundHashes(["sha256"]) if expected else Hashes([])
+    hashes = hashes_for(Expected(), wanted)
+    sink: Optional[FileSink] = None
     try:
-        if source is not None:
-            sink = FileSink(fd, part, hashes, 0)
-            partial.discard(meta)
-            copy_into(source, sink, progress)
-        else:
-            validators = partial.load(meta)
-            if validators is not None and validators.url != url:
-                validators = None  # another URL: those bytes are not ours to resume
-            held = _resume_point(fd, part, hashes, validators, url)
-            sink = FileSink(fd, part, hashes, held)
-            from .transfer import download  # urllib3 only for http(s)
+        validators = partial.load(meta)
+        if validators is not None and validators.url != url:
+            validators = None  # another URL: those bytes are not ours to resume
+        held = _resume_point(fd, part, hashes, validators, url)
+        sink = FileSink(fd, part, hashes, held)
+        if held and validators is not None and validators.total is not None:
+            _starting(sink, validators.total, url, watch)
 
-            download(
-                url,
-                sink,
-                validators if held else None,
-                timeout=timeout,
-                retries=retries,
-                ca_bundle=ca_bundle,
-                progress=progress,
-                on_validators=lambda v: _save_meta(meta, v, url),
-                resume_hint=f"the next call resumes from {part}",
-                path=str(part),
-            )
+        def adopted(found: partial.Validators) -> None:
+            _save_meta(meta, found, url)
+            if found.total is not None and sink is not None:
+                _starting(sink, found.total, url, watch)
+
+        fill(
+            url,
+            sink,
+            validators if held else None,
+            settings,
+            progress=progress,
+            on_validators=adopted,
+            resume_hint=f"the next call resumes from {part}",
+            path=str(part),
+        )
         try:
             os.fsync(fd)
         except OSError as exc:
             raise _os_error("cannot flush", part, exc, url) from exc
-        actual = hashes.hexdigests().get("sha256")
+        actual = hashes.hexdigests()
+    except BaseException as exc:
+        if sink is not None and sink.watcher is not None:
+            sink.watcher.abandon(f"the download failed: {exc}")
+        raise
     finally:
         os.close(fd)
         hashes.close()
-    if expected is not None and actual != expected:
+    if not expected.matches(actual):
         _remove(part)
         partial.discard(meta)
-        raise ChecksumMismatchError(url, expected, str(actual), str(dest))
+        if sink.watcher is not None:
+            sink.watcher.abandon(f"the download of {url} does not match its pinned digest")
+        expected.check(actual, url, str(dest))
     try:
         os.replace(part, dest)
     except OSError as exc:
         raise _os_error("cannot rename the download onto", dest, exc, url) from exc
     fsync_dir(dest.parent)
     partial.discard(meta)
+    return actual
+
+
+def _starting(sink: FileSink, total: int, url: str, watch: Optional[Watch]) -> None:
+    """A body of ``total`` bytes is about to be written from ``sink.done``: check there is
+    room for the rest before the first byte, and let a watcher follow it from here."""
+    check_free_space(sink.path, total - sink.done, f"downloading {url}")
+    if watch is not None and sink.watcher is None:
+        sink.watcher = watch(sink.path, total, sink.done)
 
 
 def _resume_point(
@@ -172,7 +213,7 @@ def _resume_point(
         done = 0
         if hashes.algorithms:
             while done < keep:
-                data = os.read(fd, min(CHUNK, keep - done))
+                data = os.read(fd, min(RECV_BYTES, keep - done))
                 if not data:
                     break
                 hashes.update(data)
@@ -206,24 +247,15 @@ def _identity(path: Path) -> Optional[Tuple[int, int, int, int]]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _hash_file(path: Path, url: str) -> str:
-    hashes = Hashes(["sha256"])
+def _digests_if_matching(
+    dest: Path, expected: Expected, wanted: Sequence[str], url: str
+) -> Optional[Dict[str, str]]:
+    """The digests of ``dest`` when it matches what is pinned (None when it does not)."""
     try:
-        with open(path, "rb", buffering=0) as f:
-            for data in iter(lambda: f.read(CHUNK), b""):
-                hashes.update(data)
+        actual = file_digests(dest, wanted) if wanted else {}
     except OSError as exc:
-        raise _os_error("cannot read", path, exc, url) from exc
-    return hashes.hexdigests()["sha256"]
-
-
-def _normalise_sha256(sha256: Optional[str]) -> Optional[str]:
-    if sha256 is None:
-        return None
-    value = sha256.strip().lower()
-    if not _HEX64.fullmatch(value):
-        raise DownloadError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
-    return value
+        raise _os_error("cannot read", dest, exc, url) from exc
+    return actual if expected.matches(actual) else None
 
 
 def _drop_if_empty(part: Path, meta: Path) -> None:

@@ -12,30 +12,25 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable, Mapping, NamedTuple, Optional, Tuple
+from typing import Callable, Mapping, Optional, Tuple
 
 import urllib3
 from urllib3.exceptions import HTTPError, LocationValueError, SSLError
 
 from .._progress import ProgressCallback, Throttle
 from ..errors import DownloadError
+from ..settings import Settings
 from . import retry
-from .client import Timeout, open_url, urllib3_timeout
+from .client import open_url, urllib3_timeout
 from .partial import Validators
-from .sinks import CHUNK, Sink
+from .route import Outcome
+from .sinks import RECV_BYTES, Sink
 
 #: Bytes an attempt must add before its failure stops counting as one.
 PROGRESS_CREDIT = 1 << 20
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)")
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
-
-
-class Outcome(NamedTuple):
-    url: str  # the final URL, after redirects
-    status: int
-    headers: Mapping[str, str]
-    validators: Validators
 
 
 class _Failure(Exception):
@@ -58,8 +53,10 @@ class _Attempt:
         ca_bundle: Optional[str],
         report: Throttle,
         on_validators: Optional[Callable[[Validators], None]],
+        extra_headers: Mapping[str, str],
     ) -> None:
         self.url = url
+        self.extra_headers = extra_headers
         self.sink = sink
         self.validators = validators
         self.timeout = timeout
@@ -86,12 +83,12 @@ class _Attempt:
         follow at once (the server sent only part of the remaining range)."""
         offset = self.sink.done
         known = self.validators
-        headers = {}
+        headers = dict(self.extra_headers)
         if offset > 0 and (known is None or known.if_range is None):
             self._start_over()  # nothing proves the bytes held are a prefix of today's file
             offset, known = 0, None
         if offset > 0 and known is not None and known.if_range is not None:
-            headers = {"Range": f"bytes={offset}-", "If-Range": known.if_range}
+            headers.update({"Range": f"bytes={offset}-", "If-Range": known.if_range})
         try:
             opened = open_url(self.url, headers, timeout=self.timeout, ca_bundle=self.ca_bundle)
         except SSLError as exc:
@@ -171,7 +168,7 @@ class _Attempt:
         read = getattr(response, "read1", None) or response.read
         try:
             while True:
-                data = read(CHUNK, decode_content=False)
+                data = read(RECV_BYTES, decode_content=False)
                 if not data:
                     break
                 sink.write(data)
@@ -199,28 +196,27 @@ def download(
     url: str,
     sink: Sink,
     validators: Optional[Validators],
+    settings: Settings,
     *,
-    timeout: Timeout,
-    retries: int,
-    ca_bundle: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
     on_validators: Optional[Callable[[Validators], None]] = None,
     resume_hint: str = "",
     path: Optional[str] = None,
+    headers: Optional[Mapping[str, str]] = None,
 ) -> Outcome:
     """Fill ``sink`` with the body of ``url``, starting from ``sink.done`` bytes that belong to
     the resource ``validators`` describes (None: start from scratch).
 
     ``on_validators`` is told the identity of the resource whenever a response starts a body
     afresh, before any byte of it reaches the sink (so a sidecar on disk never describes bytes
-    of another file). Raises DownloadError after ``retries`` failed attempts.
+    of another file). ``headers`` are sent with every request (e.g. a registry's
+    Authorization). Raises DownloadError after ``settings.retry.total`` failed attempts.
     """
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
     attempt = _Attempt(
-        url, sink, validators, urllib3_timeout(timeout), ca_bundle, Throttle(progress),
-        on_validators,
+        url, sink, validators, urllib3_timeout(settings.timeout), settings.ca_bundle,
+        Throttle(progress), on_validators, headers or {},
     )
+    policy = settings.retry
     failures = 0
     attempts = 0
     while True:
@@ -237,7 +233,7 @@ def download(
         except _Failure as failure:
             if sink.done - before < PROGRESS_CREDIT:
                 failures += 1
-            if failures > retries:
+            if failures > policy.total:
                 got = f"{sink.done} of {attempt.total}" if attempt.total else f"{sink.done}"
                 raise DownloadError(
                     f"{url}: {failure}; gave up after {attempts} attempts with {got} bytes"
@@ -247,7 +243,7 @@ def download(
                     done=sink.done,
                     total=attempt.total,
                 ) from failure
-            time.sleep(retry.backoff_delay(max(failures, 1), failure.retry_after))
+            time.sleep(policy.delay(max(failures, 1), failure.retry_after))
             continue
         if outcome is not None:
             attempt.report(sink.done, attempt.total, final=True)
