@@ -14,14 +14,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-#: Pattern matching temporary siblings left behind by a killed writer.
-STALE_GLOB = ".*.tmp-*"
-
-
-def temp_sibling(dst: Path) -> Path:
-    """A fresh, hidden name in dst's directory (same filesystem, so the rename is atomic)."""
-    # os.urandom rather than secrets: importing secrets (hmac, hashlib) costs ~4 ms per CLI run.
-    return dst.with_name(f".{dst.name}.tmp-{os.urandom(4).hex()}")
+from .cachefiles import temp_sibling
 
 
 def fsync_dir(directory: Path) -> None:

@@ -1,4 +1,4 @@
-"""A cross-process, cross-thread exclusive lock on a lock file.
+"""A cross-process, cross-thread exclusive lock on a lock file (POSIX flock).
 
 flock() locks belong to an open file description, so two threads that each open the lock file
 exclude each other just as two processes do (fcntl.lockf would not). The lock dies with its
@@ -7,8 +7,8 @@ process, so a killed holder never leaves a stale lock behind.
 
 from __future__ import annotations
 
+import fcntl
 import os
-import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Optional, Type
@@ -26,19 +26,38 @@ class FileLock:
         self._fd: Optional[int] = None
 
     def acquire(self) -> None:
+        """Wait until the lock is ours (creating the lock file if needed)."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            _lock(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
 
+    def try_acquire(self, *, create: bool = True) -> bool:
+        """Take the lock if nobody holds it, without waiting. True when it is ours now, or
+        when there is no lock file and ``create`` is False (then nobody can hold it)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             try:
-                _unlock(fd)
+                fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
 
@@ -53,29 +72,3 @@ class FileLock:
         tb: Optional[TracebackType],
     ) -> None:
         self.release()
-
-
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-    import time
-
-    def _lock(fd: int) -> None:
-        while True:
-            try:
-                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-                return
-            except OSError:  # LK_LOCK gives up after ~10 s; keep waiting like flock does
-                time.sleep(0.1)
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)

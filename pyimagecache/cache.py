@@ -4,31 +4,35 @@ Only complete, verified files are ever published (atomic rename), so on the hot 
 means complete: a hit costs one stat, no network, no hashing. A miss takes the entry's lock
 (other processes and threads wait, then find the raw), fetches the source (resuming a partial
 left by a killed run), converts it and records a sidecar ``<raw>.json``.
+
+A conversion that fails because of the source (corrupt, unsupported) removes it; one that fails
+for any other reason (no space, an I/O error, a signal, a missing extra) keeps the verified
+source, so the next call converts it without downloading again.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from . import formats
 from ._lock import FileLock
 from ._progress import ProgressCallback
-from .cachedir import EntryNames, alias_names, is_url, resolve_cache_dir, url_names
+from .cachedir import resolve_cache_dir
+from .cachefiles import EntryNames, alias_names, is_url, url_names
 from .catalog import CatalogSource, lookup, resolve_catalog, suggest
 from .errors import (
     CatalogError,
     ConversionError,
-    ImageCacheError,
+    ImageFormatError,
     MissingExtraError,
     UnknownImageError,
-    UnsupportedFormatError,
 )
+from .hashing import Expected, file_digests
+from .settings import Settings
+from .sidecar import read_sidecar, write_sidecar
 
 
 def _log(message: str, *args: object) -> None:
@@ -37,11 +41,10 @@ def _log(message: str, *args: object) -> None:
 
     logging.getLogger("pyimagecache").info(message, *args)
 
+
 PathLike = Union[str, "os.PathLike[str]"]
 #: Progress callback for one phase ("download", "convert"), or None for no progress.
 PhaseProgress = Callable[[str], Optional[ProgressCallback]]
-
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Request:
     """What ensure() was asked for, resolved: where to fetch, what to expect, what to call it."""
 
     url: str
-    sha256: Optional[str]
+    expected: Expected
     names: EntryNames
     alias: Optional[str] = None
     snapshot: Optional[str] = None
@@ -65,27 +68,27 @@ def resolve(
     *,
     arch: Optional[str] = None,
     sha256: Optional[str] = None,
+    sha512: Optional[str] = None,
     catalog: Optional[CatalogSource] = None,
 ) -> Request:
     """Turn an alias or URL into a :class:`Request` without touching the cache or network."""
-    if sha256 is not None:
-        if not _SHA256.fullmatch(sha256):
-            raise UnknownImageError(f"sha256 must be 64 hex digits, got {sha256!r}")
-        sha256 = sha256.lower()
+    given = Expected.parse(sha256, sha512)
     if is_url(url_or_alias):
-        return Request(url=url_or_alias, sha256=sha256, names=url_names(url_or_alias))
+        return Request(url=url_or_alias, expected=given, names=url_names(url_or_alias))
     entries = resolve_catalog(catalog)
     if url_or_alias not in entries:
         raise UnknownImageError(_unknown_message(url_or_alias, entries))
     info, key, image = lookup(url_or_alias, arch, entries)
-    if sha256 is not None and sha256 != image.sha256:
+    pinned = image.expected
+    differs = given.agrees_with(pinned)
+    if differs is not None:
         raise CatalogError(
-            f"sha256 {sha256} does not match the catalog's pin for {url_or_alias} on {key} "
-            f"({image.sha256})"
+            f"{differs} {getattr(given, differs)} does not match the catalog's pin for "
+            f"{url_or_alias} on {key} ({getattr(pinned, differs)})"
         )
     return Request(
         url=image.url,
-        sha256=image.sha256,
+        expected=pinned,
         names=alias_names(url_or_alias, info.snapshot, key, image.url),
         alias=url_or_alias,
         snapshot=info.snapshot,
@@ -111,17 +114,24 @@ def ensure(
     *,
     arch: Optional[str] = None,
     sha256: Optional[str] = None,
+    sha512: Optional[str] = None,
     catalog: Optional[CatalogSource] = None,
     progress: Optional[ProgressCallback] = None,
     keep_source: bool = False,
+    timeout: Any = None,
+    retries: Optional[int] = None,
+    ca_bundle: Optional[str] = None,
+    settings: Optional[Settings] = None,
 ) -> Path:
     """Return the path of a complete raw disk for a catalog alias or an http(s)/file URL,
     downloading (verified) and converting it on the first call, instantly afterwards.
 
     ``cache_dir`` defaults to ``$PYIMAGECACHE_CACHE_DIR`` or the platform cache directory;
-    ``arch`` to this machine's (amd64/arm64). A literal URL is unverified unless ``sha256`` is
-    given. ``progress(done, total)`` is called during the download, then the conversion.
-    ``catalog`` (a JSON path or parsed entries) replaces the embedded catalog.
+    ``arch`` to this machine's (amd64/arm64/...). A literal URL is unverified unless ``sha256``
+    or ``sha512`` is given. ``progress(done, total)`` is called during the download, then the
+    conversion. ``catalog`` (a JSON path or parsed entries) replaces the embedded catalog.
+    ``timeout``, ``retries`` and ``ca_bundle`` are as for :func:`fetch`; ``settings`` gives
+    them all at once (default: from the environment, see README).
 
     >>> disk = ensure("debian-12")  # doctest: +SKIP
     >>> disk.name  # doctest: +SKIP
@@ -132,9 +142,12 @@ def ensure(
         cache_dir,
         arch=arch,
         sha256=sha256,
+        sha512=sha512,
         catalog=catalog,
         progress_for=lambda phase: progress,
         keep_source=keep_source,
+        settings=settings,
+        overrides={"timeout": timeout, "retries": retries, "ca_bundle": ca_bundle},
     )
 
 
@@ -144,38 +157,40 @@ def ensure_phased(
     *,
     arch: Optional[str] = None,
     sha256: Optional[str] = None,
+    sha512: Optional[str] = None,
     catalog: Optional[CatalogSource] = None,
     progress_for: PhaseProgress = lambda phase: None,
     keep_source: bool = False,
+    settings: Optional[Settings] = None,
+    overrides: Optional[dict[str, Any]] = None,
 ) -> Path:
     """ensure() with one progress callback per phase ("download", "convert"), for the CLI."""
-    request = resolve(url_or_alias, arch=arch, sha256=sha256, catalog=catalog)
+    request = resolve(url_or_alias, arch=arch, sha256=sha256, sha512=sha512, catalog=catalog)
     directory = resolve_cache_dir(cache_dir)
     raw = directory / request.names.raw
     if raw.exists() and _still_valid(request, raw):
         return raw
-    return build(request, directory, progress_for, keep_source=keep_source)
+    base = settings if settings is not None else Settings.from_environment()
+    settings = base.overridden(**(overrides or {}))
+    return build(request, directory, progress_for, settings, keep_source=keep_source)
 
 
 def _still_valid(request: Request, raw: Path) -> bool:
     # Alias entries are named by their pinned snapshot, so existence is enough. A URL entry
     # fetched without a checksum must match one given now, per its sidecar (no re-hash).
-    if request.alias is not None or request.sha256 is None:
+    if request.alias is not None or not request.expected:
         return True
-    return read_sidecar(raw).get("sha256") == request.sha256
-
-
-def read_sidecar(raw: Path) -> Dict[str, object]:
-    """The sidecar of ``raw`` as a dict; empty when missing or unreadable."""
-    try:
-        data = json.loads((raw.parent / (raw.name + ".json")).read_bytes())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    recorded = read_sidecar(raw)
+    return request.expected.matches({k: str(recorded.get(k)) for k in request.expected.algorithms})
 
 
 def build(
-    request: Request, directory: Path, progress_for: PhaseProgress, *, keep_source: bool = False
+    request: Request,
+    directory: Path,
+    progress_for: PhaseProgress,
+    settings: Settings,
+    *,
+    keep_source: bool = False,
 ) -> Path:
     """The slow path of ensure(): under the entry's lock, fetch, convert, publish, record."""
     names = request.names
@@ -186,55 +201,85 @@ def build(
         if raw.exists():
             if _still_valid(request, raw):
                 return raw  # another process or thread finished it while we waited
-            _log("%s does not match sha256 %s; fetching again", raw, request.sha256)
+            _log("%s does not match the digest given; fetching again", raw)
             _remove(raw, directory / names.sidecar, source)
-        source_sha = _obtain_source(request, source, progress_for("download"))
+        digests = _obtain_source(request, source, settings, progress_for("download"))
         fmt = formats.detect_file(source)
         try:
             formats.check_convertible(fmt, f"{request.label} ({source.name})")
-        except UnsupportedFormatError:
-            _remove(source)  # the verified bytes are what upstream serves: no retry helps
-            raise
-        try:
             _convert(source, raw, fmt, progress_for("convert"))
-        except MissingExtraError:
-            raise  # the source is fine; installing the extra and retrying will use it
-        except UnsupportedFormatError:
-            _remove(raw, source)  # e.g. a tar holding a format we do not convert
-            raise
-        except (ImageCacheError, OSError, EOFError, ValueError) as exc:
-            _remove(raw, source)
-            raise ConversionError(
-                f"{request.label}: converting {source.name} ({fmt}) failed, removed it: {exc}"
-            ) from exc
+        except (MissingExtraError, ImageFormatError, ConversionError, OSError) as exc:
+            raise _conversion_failed(request, source, raw, fmt, exc) from exc
         if fmt != formats.RAW and not keep_source:
             _remove(source)
-        _write_sidecar(request, raw, fmt, source_sha)
+        write_sidecar(
+            raw,
+            {
+                "url": request.url,
+                **digests,
+                "verified": bool(request.expected),
+                "alias": request.alias,
+                "snapshot": request.snapshot,
+                "arch": request.arch,
+                "source_format": fmt,
+                "size": raw.stat().st_size,
+            },
+        )
     return raw
 
 
-def _obtain_source(request: Request, source: Path, progress: Optional[ProgressCallback]) -> str:
-    """Fetch the source unless a complete one is already there; return its SHA-256."""
+def _conversion_failed(
+    request: Request, source: Path, raw: Path, fmt: str, exc: BaseException
+) -> BaseException:
+    """The error to raise for a failed conversion, after deciding what to keep: a source at
+    fault is removed (no retry can help), any other failure keeps the verified download."""
+    _remove(raw)
+    if isinstance(exc, ImageFormatError):
+        _remove(source)
+        if type(exc).__name__ == "UnsupportedFormatError":
+            return exc  # already names the format and what is supported
+        return ConversionError(
+            f"{request.label}: the source {source.name} ({fmt}) is at fault, removed it: {exc}"
+        )
+    if isinstance(exc, MissingExtraError):
+        return exc  # installing the extra and running again uses the kept source
+    return ConversionError(
+        f"{request.label}: converting {source.name} ({fmt}) failed ({_reason(exc)}); kept the "
+        f"verified download {source}, the next run converts it without downloading"
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc) or type(exc).__name__
+
+
+def _obtain_source(
+    request: Request, source: Path, settings: Settings, progress: Optional[ProgressCallback]
+) -> dict[str, str]:
+    """Fetch the source unless a complete one is already there; return its digests (the
+    pinned ones, and always the SHA-256 for the sidecar)."""
+    wanted = tuple(dict.fromkeys((*request.expected.algorithms, "sha256")))
     if source.exists():
-        # Left by keep_source or by a run killed during conversion; published atomically, so
-        # complete. Re-hash it when a checksum is expected, since we cannot know how it got here.
-        actual = _sha256_file(source)
-        if request.sha256 is None or actual == request.sha256:
+        # Left by keep_source or by a run that failed or was killed during conversion;
+        # published atomically, so complete. Re-hash it: we cannot know how it got here.
+        actual = file_digests(source, wanted)
+        if request.expected.matches(actual):
             _log("%s: reusing downloaded %s", request.label, source.name)
             return actual
-        _log("%s: %s does not match the expected sha256; fetching again", request.label, source)
+        _log("%s: %s does not match the expected digest; fetching again", request.label, source)
         _remove(source)
-    from .download import fetch
+    from .download.to_file import fetch_verified
 
     _log(
         "%s: downloading %s (first run, this can take a few minutes)", request.label, request.url
     )
-    fetch(request.url, source, sha256=request.sha256, progress=progress)
-    return request.sha256 if request.sha256 is not None else _sha256_file(source)
+    return fetch_verified(request.url, source, request.expected, settings, progress, record=wanted)
 
 
 def _convert(source: Path, raw: Path, fmt: str, progress: Optional[ProgressCallback]) -> None:
-    from ._atomic import publish, temp_sibling
+    from ._atomic import publish
 
     if fmt == formats.RAW:
         publish(source, raw)  # the verified download itself is the disk
@@ -244,6 +289,7 @@ def _convert(source: Path, raw: Path, fmt: str, progress: Optional[ProgressCallb
     if fmt in formats.DISK_FORMATS:
         convert(source, raw, progress=progress, sync=True)
         return
+    from .cachefiles import temp_sibling
     from .unpack import unpack
 
     scratch = temp_sibling(raw)
@@ -255,34 +301,6 @@ def _convert(source: Path, raw: Path, fmt: str, progress: Optional[ProgressCallb
             publish(scratch, raw)
     finally:
         _remove(scratch)
-
-
-def _write_sidecar(request: Request, raw: Path, fmt: str, source_sha: str) -> None:
-    from ._atomic import atomic_output
-
-    record = {
-        "url": request.url,
-        "sha256": source_sha,
-        "verified": request.sha256 is not None,
-        "alias": request.alias,
-        "snapshot": request.snapshot,
-        "arch": request.arch,
-        "source_format": fmt,
-        "size": raw.stat().st_size,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    with atomic_output(raw.parent / request.names.sidecar) as tmp:
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-
-
-def _sha256_file(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _remove(*paths: Path) -> None:

@@ -16,7 +16,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import NamedTuple, Optional, Tuple, Union
 
 from ._atomic import atomic_output
 from ._sparse import WRITEBACK_BYTES, WritebackPacer, data_extents, write_sparse
@@ -24,7 +24,8 @@ from .errors import DiskCopyError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-CHUNK = 8 << 20
+#: Bytes read per call by the read-and-write fallback of copy_disk.
+COPY_BYTES = 8 << 20
 _SIZE = re.compile(r"\s*(\d+)\s*([kmgtp]?)(i?b)?\s*", re.IGNORECASE)
 _UNITS = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
 
@@ -32,12 +33,42 @@ _UNITS = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
 # fall back to reading, they say nothing about the data.
 _NO_COPY_RANGE = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 
-#: Copy strategies, best first; tests narrow this to exercise the fallbacks.
-METHODS: Tuple[str, ...] = (
-    ("copy_file_range", "read") if hasattr(os, "copy_file_range") else ("read",)
-)
-#: Whether holes are found with SEEK_DATA/SEEK_HOLE; tests clear it to use zero detection alone.
-USE_SEEK_DATA = hasattr(os, "SEEK_DATA")
+_KNOWN_METHODS = ("copy_file_range", "read")
+_AVAILABLE = ("copy_file_range", "read") if hasattr(os, "copy_file_range") else ("read",)
+
+
+class _StrategyFields(NamedTuple):
+    methods: Tuple[str, ...]
+    seek_data: bool
+
+
+class CopyStrategy(_StrategyFields):
+    """How copy_disk moves bytes, best first: ``methods`` from ``copy_file_range`` and
+    ``read`` (read and write the non-zero blocks); ``seek_data``: find holes with
+    SEEK_DATA/SEEK_HOLE. The default uses all this platform has; a narrower one exercises the
+    fallbacks.
+
+    >>> CopyStrategy(methods=("read",), seek_data=False).methods
+    ('read',)
+    """
+
+    def __new__(
+        cls,
+        methods: Tuple[str, ...] = _AVAILABLE,
+        seek_data: bool = hasattr(os, "SEEK_DATA"),
+    ) -> CopyStrategy:
+        methods = tuple(methods)
+        unknown = [m for m in methods if m not in _KNOWN_METHODS]
+        if not methods or unknown or methods[-1] != "read":
+            raise ValueError(
+                f"methods must be drawn from {_KNOWN_METHODS} and end with 'read', got {methods}"
+            )
+        if "copy_file_range" in methods and not hasattr(os, "copy_file_range"):
+            raise ValueError("copy_file_range is not available on this platform")
+        return super().__new__(cls, methods, bool(seek_data))
+
+
+DEFAULT_STRATEGY = CopyStrategy()
 
 
 def parse_size(text: str) -> int:
@@ -55,7 +86,14 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) << _UNITS[m.group(2).lower()]
 
 
-def copy_disk(src: PathLike, dst: PathLike, size: int = 0, *, sync: bool = False) -> Path:
+def copy_disk(
+    src: PathLike,
+    dst: PathLike,
+    size: int = 0,
+    *,
+    sync: bool = False,
+    strategy: CopyStrategy = DEFAULT_STRATEGY,
+) -> Path:
     """Copy ``src`` to ``dst`` (replacing it atomically) and extend it to ``size`` bytes, sparse.
 
     ``size=0`` keeps src's size; a size smaller than src raises :class:`DiskCopyError` before
@@ -98,7 +136,8 @@ def copy_disk(src: PathLike, dst: PathLike, size: int = 0, *, sync: bool = False
         try:
             os.ftruncate(fd, st.st_size)
             # Starting writeback early only pays when the copy will be flushed anyway.
-            _copy_data(fin.fileno(), fd, st.st_size, WritebackPacer(fd) if sync else None)
+            pacer = WritebackPacer(fd) if sync else None
+            _copy_data(fin.fileno(), fd, st.st_size, pacer, strategy)
             os.ftruncate(fd, final)
         finally:
             os.close(fd)
@@ -106,10 +145,14 @@ def copy_disk(src: PathLike, dst: PathLike, size: int = 0, *, sync: bool = False
 
 
 def _copy_data(
-    src_fd: int, dst_fd: int, length: int, writeback: Optional[WritebackPacer]
+    src_fd: int,
+    dst_fd: int,
+    length: int,
+    writeback: Optional[WritebackPacer],
+    strategy: CopyStrategy,
 ) -> None:
-    method = METHODS[0]
-    for start, end in data_extents(src_fd, length, seek_data=USE_SEEK_DATA):
+    method = strategy.methods[0]
+    for start, end in data_extents(src_fd, length, seek_data=strategy.seek_data):
         if method == "copy_file_range":
             done = _copy_range(src_fd, dst_fd, start, end, writeback)
             if done < end:  # not supported here: read the rest of this and every later extent
@@ -144,7 +187,7 @@ def _read_range(
 ) -> None:
     pos = start
     while pos < end:
-        data = os.pread(src_fd, min(CHUNK, end - pos), pos)
+        data = os.pread(src_fd, min(COPY_BYTES, end - pos), pos)
         if not data:
             raise DiskCopyError(f"source disk ended early at offset {pos} (modified during copy?)")
         write_sparse(dst_fd, pos, data)

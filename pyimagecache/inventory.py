@@ -6,20 +6,16 @@ Pruning never removes a file that a live process is working on: it first takes t
 
 from __future__ import annotations
 
-import os
-import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from ._atomic import STALE_GLOB
-from .cache import read_sidecar
-from .cachedir import URL_HASH_LEN, entry_stem
-from .catalog import ARCHES, ImageInfo, cache_stem
+from . import cachefiles
+from ._lock import FileLock
+from .catalog import ARCHES, ImageInfo
+from .sidecar import read_sidecar
 
-_URL_STEM = re.compile(rf"-[0-9a-f]{{{URL_HASH_LEN}}}$")
-_PARTIAL_GLOBS = ("*.part", "*.part.meta", STALE_GLOB)
+_PARTIAL_GLOBS = ("*" + cachefiles.PART, "*" + cachefiles.PART_META, cachefiles.STALE_GLOB)
 
 
 @dataclass(frozen=True)
@@ -39,7 +35,7 @@ class Entry:
 
 def _pinned_stems(entries: Mapping[str, ImageInfo]) -> Dict[str, Tuple[str, str, str]]:
     return {
-        cache_stem(alias, info.snapshot, arch): (alias, info.snapshot, arch)
+        cachefiles.cache_stem(alias, info.snapshot, arch): (alias, info.snapshot, arch)
         for alias, info in entries.items()
         for arch in info.arch
     }
@@ -55,7 +51,7 @@ def _describe(stem: str, sidecar: Dict[str, object], pinned: Dict[str, Tuple[str
     if isinstance(alias, str):
         return (alias, snapshot if isinstance(snapshot, str) else None,
                 arch if isinstance(arch, str) else None, False)
-    if sidecar.get("url") is not None or _URL_STEM.search(stem):
+    if sidecar.get("url") is not None or cachefiles.is_url_stem(stem):
         return None, None, None, None
     for key in ARCHES:
         if stem.endswith("-" + key):
@@ -72,13 +68,14 @@ def list_entries(directory: Path, entries: Mapping[str, ImageInfo]) -> List[Entr
     """Every ``*.raw`` in ``directory``, sorted by name, with size and pin status."""
     pinned = _pinned_stems(entries)
     out: List[Entry] = []
-    for raw in sorted(Path(directory).glob("*.raw")):
+    for raw in sorted(Path(directory).glob("*" + cachefiles.RAW)):
         try:
             st = raw.stat()
         except FileNotFoundError:
             continue  # pruned or replaced while we looked
         sidecar = read_sidecar(raw)
-        alias, snapshot, arch, is_pinned = _describe(raw.name[:-4], sidecar, pinned, entries)
+        stem = raw.name[: -len(cachefiles.RAW)]
+        alias, snapshot, arch, is_pinned = _describe(stem, sidecar, pinned, entries)
         url, created = sidecar.get("url"), sidecar.get("created")
         out.append(
             Entry(
@@ -113,12 +110,12 @@ def prune(
     for entry in list_entries(directory, entries):
         if entry.pinned is not False:
             continue
-        stem = entry.path.name[:-4]
-        own = sorted(p for p in directory.iterdir() if _belongs(p.name, stem))
-        files = [p for p in own if not p.name.endswith(".lock")]
-        locks = [directory / (entry.path.name + ".lock")]
-        locks += [p for p in own if p.name.endswith(".lock") and p not in locks]
-        locks += [p.with_name(p.name + ".lock") for p in files if p.name.endswith(".part")]
+        stem = entry.path.name[: -len(cachefiles.RAW)]
+        own = sorted(p for p in directory.iterdir() if cachefiles.entry_stem(p.name) == stem)
+        files = [p for p in own if not p.name.endswith(cachefiles.LOCK)]
+        locks = [cachefiles.entry_lock(directory, stem)]
+        locks += [p for p in own if p.name.endswith(cachefiles.LOCK) and p not in locks]
+        locks += [cachefiles.lock_of_partial(p) for p in files if cachefiles.is_partial(p.name)]
         _remove_unless_locked(files, list(dict.fromkeys(locks)), result, dry_run)
     seen = set(result.removed) | set(result.skipped)
     for pattern in _PARTIAL_GLOBS:
@@ -127,37 +124,27 @@ def prune(
                 continue
             seen.add(path)
             locks = []
-            name = path.name
-            if name.startswith("."):
-                name = name[1:].rpartition(".tmp-")[0]
-            owner = entry_stem(name)
+            owner = cachefiles.entry_stem(path.name)
             if owner is not None:
-                locks.append(directory / (owner + ".raw.lock"))
-            for suffix in (".part", ".part.meta"):
-                if path.name.endswith(suffix):
-                    locks.append(path.with_name(path.name[: -len(suffix)] + ".part.lock"))
+                locks.append(cachefiles.entry_lock(directory, owner))
+            if cachefiles.is_partial(path.name):
+                locks.append(cachefiles.lock_of_partial(path))
             _remove_unless_locked([path], locks, result, dry_run, keep_locks=True)
     return result
 
 
-def _belongs(name: str, stem: str) -> bool:
-    if name.startswith("."):
-        name = name[1:].rpartition(".tmp-")[0]
-    return entry_stem(name) == stem
-
-
 def _remove_unless_locked(files: List[Path], locks: List[Path], result: PruneResult,
                           dry_run: bool, *, keep_locks: bool = False) -> None:
-    held: List[int] = []
+    held: List[FileLock] = []
     try:
-        for lock in locks:
+        for path in locks:
+            lock = FileLock(path)
             # Create only entry locks (as ensure would); a download's lock file is fetch's.
-            fd = _try_lock(lock, create=not dry_run and lock.name.endswith(".raw.lock"))
-            if fd is None:
+            entry_lock = path.name.endswith(cachefiles.RAW + cachefiles.LOCK)
+            if not lock.try_acquire(create=not dry_run and entry_lock):
                 result.skipped.extend(files)
                 return
-            if fd >= 0:
-                held.append(fd)
+            held.append(lock)
         for path in files:
             try:
                 st = path.stat()
@@ -173,64 +160,11 @@ def _remove_unless_locked(files: List[Path], locks: List[Path], result: PruneRes
             result.freed += size
         if not dry_run and not keep_locks:
             # The entry is gone for good (its snapshot is unpinned), so its locks may go too.
-            for lock in locks:
+            for path in locks:
                 try:
-                    lock.unlink()
+                    path.unlink()
                 except FileNotFoundError:
                     pass
     finally:
-        for fd in held:
-            _unlock(fd)
-
-
-def _try_lock(path: Path, *, create: bool) -> Optional[int]:
-    """An fd holding ``path``'s lock, -1 when there is no lock file (nobody holds it), or
-    None when a live process holds it."""
-    flags = os.O_RDWR | (os.O_CREAT if create else 0)
-    try:
-        fd = os.open(path, flags, 0o644)
-    except FileNotFoundError:
-        return -1
-    try:
-        if not _lock_nb(fd):
-            os.close(fd)
-            return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _lock_nb(fd: int) -> bool:
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        finally:
-            os.close(fd)
-
-else:
-    import fcntl
-
-    def _lock_nb(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
+        for lock in held:
+            lock.release()

@@ -21,10 +21,16 @@ from . import formats
 from ._codecs import open_zstd_stream
 from ._progress import ProgressCallback, Throttle
 from ._sparse import write_sparse
-from .cachedir import DISK_EXTENSIONS
-from .errors import ConversionError, MissingExtraError, UnsupportedFormatError
+from .cachefiles import DISK_EXTENSIONS
+from .errors import (
+    ContainerError,
+    MissingExtraError,
+    UnsupportedFormatError,
+    UnsupportedImageError,
+)
 
-CHUNK = 1 << 20
+#: Bytes read from a decompressor or tar member at a time.
+STREAM_BYTES = 1 << 20
 #: Largest disk a bare compressed stream may expand to (a tar header states its own size).
 MAX_OUTPUT = 1 << 42
 
@@ -99,7 +105,7 @@ def _open_decoder(fmt: str, raw: IO[bytes]) -> IO[bytes]:
         return cast("IO[bytes]", gzip.open(raw, "rb"))
     if fmt == formats.ZSTD:
         return open_zstd_stream(raw)
-    raise ConversionError(f"not a compressed format: {fmt}")
+    raise ContainerError(f"not a compressed format: {fmt}")
 
 
 def unpack(src: Path, dst: Path, *, progress: Optional[ProgressCallback] = None) -> str:
@@ -114,7 +120,7 @@ def unpack(src: Path, dst: Path, *, progress: Optional[ProgressCallback] = None)
     src = Path(src)
     fmt = formats.detect_file(src)
     if fmt not in formats.CONTAINERS:
-        raise ConversionError(f"{src.name}: {fmt} is not a compressed file or tar archive")
+        raise ContainerError(f"{src.name}: {fmt} is not a compressed file or tar archive")
     total = src.stat().st_size
     throttle = Throttle(progress)
     if fmt == formats.ZSTD:
@@ -128,7 +134,7 @@ def unpack(src: Path, dst: Path, *, progress: Optional[ProgressCallback] = None)
                 payload = _from_compressed(fmt, file_reader, out.fileno(), src.name)
         except _ReadFailure as exc:
             where = f"after {file_reader.count} bytes of input"
-            raise ConversionError(
+            raise ContainerError(
                 f"{src.name}: {fmt} data is corrupt or truncated ({where}): "
                 f"{type(exc.cause).__name__}: {exc.cause}"
             ) from exc.cause
@@ -147,12 +153,12 @@ def _from_compressed(fmt: str, file_reader: _Reader, fd: int, name: str) -> str:
             # Read the rest so that a truncated or corrupt stream (and xz's CRC) is noticed
             # even though the tar end marker came first.
             if _copy_to_nowhere(stream, MAX_OUTPUT) >= MAX_OUTPUT:
-                raise ConversionError(f"{name}: endless data after the tar archive")
+                raise ContainerError(f"{name}: endless data after the tar archive")
             return payload
         _check_payload(inner, name, f"inside {fmt}")
         size = _copy(_Prefixed(head, stream), fd, 0, MAX_OUTPUT)
         if stream.read(1):
-            raise ConversionError(
+            raise ContainerError(
                 f"{name}: decompressed image exceeds {MAX_OUTPUT} bytes; refusing it"
             )
         os.ftruncate(fd, size)
@@ -164,7 +170,7 @@ def _from_compressed(fmt: str, file_reader: _Reader, fd: int, name: str) -> str:
 def _copy_to_nowhere(stream: _Reader, limit: int) -> int:
     drained = 0
     while drained < limit:
-        chunk = stream.read(CHUNK)
+        chunk = stream.read(STREAM_BYTES)
         if not chunk:
             break
         drained += len(chunk)
@@ -180,7 +186,7 @@ def _with_trailer(fd: int, head: bytes, size: int) -> str:
 
 def _check_payload(inner: str, name: str, where: str) -> None:
     if inner in formats.CONTAINERS:
-        raise ConversionError(
+        raise UnsupportedImageError(
             f"{name}: the image {where} is {inner}-compressed again; nested containers "
             "are not supported"
         )
@@ -194,7 +200,7 @@ def _copy(stream: object, fd: int, start: int, end: int) -> int:
     read = stream.read  # type: ignore[attr-defined]
     offset = start
     while offset < end:
-        chunk = read(min(CHUNK, end - offset))
+        chunk = read(min(STREAM_BYTES, end - offset))
         if not chunk:
             break
         write_sparse(fd, offset, chunk)
@@ -219,21 +225,21 @@ def _from_tar(stream: object, fd: int, name: str) -> str:
                 if not (member.isreg() and _looks_like_disk(member)):
                     continue
                 if chosen is not None:
-                    raise ConversionError(
+                    raise ContainerError(
                         f"{name}: tar archive holds more than one disk image "
                         f"({chosen.name!r} and {member.name!r}); expected exactly one"
                     )
                 chosen = member
                 body = tar.extractfile(member)
                 if body is None:  # pragma: no cover - isreg() members always have a body
-                    raise ConversionError(f"{name}: cannot read tar member {member.name!r}")
+                    raise ContainerError(f"{name}: cannot read tar member {member.name!r}")
                 head = body.read(formats.SNIFF_SIZE)
                 payload = formats.detect(head)
                 _check_payload(payload, name, f"{member.name!r} in the tar archive")
                 write_sparse(fd, 0, head)
                 done = _copy(body, fd, len(head), member.size)
                 if done != member.size:
-                    raise ConversionError(
+                    raise ContainerError(
                         f"{name}: tar member {member.name!r} is truncated: header says "
                         f"{member.size} bytes, archive holds {done}"
                     )
@@ -241,10 +247,10 @@ def _from_tar(stream: object, fd: int, name: str) -> str:
                 payload = _with_trailer(fd, head, member.size)
                 _check_payload(payload, name, f"{member.name!r} in the tar archive")
     except tarfile.TarError as exc:
-        raise ConversionError(f"{name}: corrupt tar archive: {exc}") from exc
+        raise ContainerError(f"{name}: corrupt tar archive: {exc}") from exc
     if chosen is None:
         listed = ", ".join(repr(n) for n in seen[:8]) + (", ..." if len(seen) > 8 else "")
-        raise ConversionError(
+        raise ContainerError(
             f"{name}: tar archive holds no disk image (a regular file named disk or "
             f"*{', *'.join(DISK_EXTENSIONS)}); members: {listed or 'none'}"
         )
@@ -263,7 +269,7 @@ def _check_zstd_frames(path: Path) -> None:
         def take(n: int, what: str, at: int) -> bytes:
             data = f.read(n)
             if len(data) != n:
-                raise ConversionError(
+                raise ContainerError(
                     f"{path.name}: zstd data is truncated: {what} at offset {at} needs {n} "
                     f"bytes, the file ends at {size}"
                 )
@@ -280,7 +286,7 @@ def _check_zstd_frames(path: Path) -> None:
                 f.seek(pos)
                 continue
             if magic != _ZSTD_MAGIC:
-                raise ConversionError(
+                raise ContainerError(
                     f"{path.name}: zstd data is corrupt: expected a frame magic at offset "
                     f"{pos}, found {magic:#010x}"
                 )
@@ -295,7 +301,7 @@ def _check_zstd_frames(path: Path) -> None:
                 block = int.from_bytes(raw_header, "little")
                 kind = (block >> 1) & 3
                 if kind == 3:
-                    raise ConversionError(
+                    raise ContainerError(
                         f"{path.name}: zstd data is corrupt: reserved block type at offset {pos}"
                     )
                 pos += 3 + (1 if kind == 1 else block >> 3)

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyimagecache import diskcopy
-from pyimagecache.diskcopy import copy_disk, parse_size
+from pyimagecache.diskcopy import CopyStrategy, copy_disk, parse_size
 from pyimagecache.errors import DiskCopyError
 
 MiB = 1 << 20
@@ -35,17 +34,13 @@ def allocated(path: Path) -> int:
 
 
 @pytest.fixture(params=["copy_file_range", "read", "read-no-seek-data"])
-def method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def method(request: pytest.FixtureRequest) -> CopyStrategy:
     name: str = request.param
     if name == "copy_file_range":
         if not hasattr(os, "copy_file_range"):
             pytest.skip("no os.copy_file_range on this platform")
-        monkeypatch.setattr(diskcopy, "METHODS", ("copy_file_range", "read"))
-    else:
-        monkeypatch.setattr(diskcopy, "METHODS", ("read",))
-    if name == "read-no-seek-data":
-        monkeypatch.setattr(diskcopy, "USE_SEEK_DATA", False)
-    return name
+        return CopyStrategy(methods=("copy_file_range", "read"))
+    return CopyStrategy(methods=("read",), seek_data=name != "read-no-seek-data")
 
 
 @pytest.fixture
@@ -60,20 +55,20 @@ def src(tmp_path: Path) -> Tuple[Path, bytes]:
 
 
 def test_size_zero_is_plain_copy_keeping_holes(tmp_path: Path, src: Tuple[Path, bytes],
-                                               method: str) -> None:
+                                               method: CopyStrategy) -> None:
     path, content = src
     dst = tmp_path / "vm.raw"
-    assert copy_disk(path, dst) == dst
+    assert copy_disk(path, dst, strategy=method) == dst
     assert dst.read_bytes() == content
     if allocated(path) < 32 * MiB:  # the filesystem keeps holes at all
         assert allocated(dst) <= allocated(path) * 1.05 + 64 * 1024
     assert not list(tmp_path.glob(".*"))  # no temporary sibling left
 
 
-def test_extend_is_sparse(tmp_path: Path, src: Tuple[Path, bytes], method: str) -> None:
+def test_extend_is_sparse(tmp_path: Path, src: Tuple[Path, bytes], method: CopyStrategy) -> None:
     path, content = src
     dst = tmp_path / "vm.raw"
-    copy_disk(path, dst, size=20 << 30)
+    copy_disk(path, dst, size=20 << 30, strategy=method)
     assert dst.stat().st_size == 20 << 30
     with open(dst, "rb") as f:
         assert f.read(len(content)) == content
@@ -176,12 +171,8 @@ def test_copy_roundtrip(tmp_path_factory: pytest.TempPathFactory, size: int,
     content = make_sparse(work / "s", size, pieces)
     methods = ("copy_file_range", "read") if use_cfr and hasattr(os, "copy_file_range") else (
         "read",)
-    old = diskcopy.METHODS
-    diskcopy.METHODS = methods
-    try:
-        copy_disk(work / "s", work / "d", size=size + grow if grow else 0)
-    finally:
-        diskcopy.METHODS = old
+    copy_disk(work / "s", work / "d", size=size + grow if grow else 0,
+              strategy=CopyStrategy(methods=methods))
     assert (work / "d").read_bytes() == content + bytes(grow)
 
 
@@ -198,9 +189,8 @@ def test_copy_file_range_unsupported_falls_back(tmp_path: Path, src: Tuple[Path,
         raise OSError(errno.EXDEV, "cross-device")
 
     monkeypatch.setattr(os, "copy_file_range", refuse)
-    monkeypatch.setattr(diskcopy, "METHODS", ("copy_file_range", "read"))
     path, content = src
-    copy_disk(path, tmp_path / "d")
+    copy_disk(path, tmp_path / "d", strategy=CopyStrategy(methods=("copy_file_range", "read")))
     assert calls and (tmp_path / "d").read_bytes() == content
 
 

@@ -22,7 +22,7 @@ import pytest
 from conftest import require_tool
 
 import pyimagecache
-from pyimagecache.cachedir import alias_names, url_names
+from pyimagecache.cachefiles import alias_names, url_names
 from pyimagecache.errors import (
     CatalogError,
     ChecksumMismatchError,

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyimagecache import _sparse
-from pyimagecache._atomic import STALE_GLOB, atomic_output
+from pyimagecache._atomic import atomic_output
+from pyimagecache.cachefiles import STALE_GLOB
 from pyimagecache._lock import FileLock
 from pyimagecache._progress import Throttle
 from pyimagecache._sparse import BLOCK, WritebackPacer, is_zero, write_sparse
