@@ -1,4 +1,4 @@
-"""The pinned image catalog: alias -> dated snapshot -> per-arch URL and SHA-256.
+"""The pinned image catalog: alias -> dated snapshot -> per-arch URL and SHA-256 or SHA-512.
 
 The embedded ``catalog.json`` ships inside the package (read through importlib.resources, so a
 wheel or zip import works). ``PYIMAGECACHE_CATALOG=/path.json`` or ``catalog=`` replaces it, which
@@ -16,14 +16,20 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
+from .cachefiles import cache_stem
 from .errors import CatalogError, UnsupportedArchError
+from .hashing import ALGORITHMS, HEX_DIGITS, Expected, is_digest
+from .settings import environ
+
+__all__ = ["ARCHES", "ArchImage", "ImageInfo", "aliases", "cache_stem", "load_catalog"]
 
 #: Architecture keys, as Go's GOARCH spells them (the origin of the schema).
-ARCHES = ("amd64", "arm64")
+ARCHES = ("amd64", "arm64", "riscv64", "ppc64le", "s390x")
 
+#: ``platform.machine()`` spellings (Linux, macOS, the BSDs) -> arch key.
 _MACHINE_TO_ARCH = {
     "x86_64": "amd64",
     "amd64": "amd64",
@@ -32,13 +38,17 @@ _MACHINE_TO_ARCH = {
     "arm64": "arm64",
     "armv8": "arm64",
     "armv8l": "arm64",
+    "riscv64": "riscv64",
+    "ppc64le": "ppc64le",
+    "powerpc64le": "ppc64le",
+    "s390x": "s390x",
 }
 
 # Aliases and snapshots become parts of file names: no separators, no leading dot, bounded.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_INFO_FIELDS = ("distro", "version", "codename", "snapshot", "bumped_at", "arch")
-_ARCH_FIELDS = ("url", "sha256")
+#: The fields of an alias entry and of its per-arch images, in the order catalog.json keeps.
+INFO_FIELDS = ("distro", "version", "codename", "snapshot", "bumped_at", "arch")
+ARCH_FIELDS = ("url", "sha256", "sha512")
 _EMBEDDED_SCHEMES = ("https",)
 _USER_SCHEMES = ("https", "http", "file")
 
@@ -47,14 +57,21 @@ CatalogSource = Union[str, "os.PathLike[str]", Mapping[str, "ImageInfo"]]
 
 @dataclass(frozen=True)
 class ArchImage:
-    """The pinned download for one architecture: its URL and the SHA-256 it must hash to.
+    """The pinned download for one architecture: its URL and the SHA-256 and/or SHA-512 it
+    must hash to (an empty string where that algorithm is not pinned; at least one is).
 
     >>> ArchImage("https://example.org/disk.raw", "0" * 64).url
     'https://example.org/disk.raw'
     """
 
     url: str
-    sha256: str
+    sha256: str = ""
+    sha512: str = ""
+
+    @property
+    def expected(self) -> Expected:
+        """The pinned digests, as the downloader checks them."""
+        return Expected(self.sha256 or None, self.sha512 or None)
 
 
 @dataclass(frozen=True)
@@ -75,15 +92,6 @@ class ImageInfo:
     snapshot: str
     bumped_at: str
     arch: Mapping[str, ArchImage]
-
-
-def cache_stem(alias: str, snapshot: str, arch: str) -> str:
-    """The file-name stem shared by an alias's source, raw disk and sidecar.
-
-    >>> cache_stem("debian-12", "20260601-2496", "amd64")
-    'debian-12-20260601-2496-amd64'
-    """
-    return f"{alias}-{snapshot}-{arch}"
 
 
 def normalize_arch(name: Optional[str] = None) -> str:
@@ -114,10 +122,12 @@ def _string(alias: str, obj: Mapping[str, object], field: str, *, required: bool
 def _parse_arch_image(alias: str, arch: str, obj: object, schemes: Tuple[str, ...]) -> ArchImage:
     where = f"alias {alias!r} arch {arch!r}"
     if not isinstance(obj, dict):
-        raise _fail(where, f"must be an object with url and sha256, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - set(_ARCH_FIELDS))
+        raise _fail(
+            where, f"must be an object with url and sha256 or sha512, got {type(obj).__name__}"
+        )
+    unknown = sorted(set(obj) - set(ARCH_FIELDS))
     if unknown:
-        raise _fail(where, f"unknown field {unknown[0]!r} (expected url, sha256)")
+        raise _fail(where, f"unknown field {unknown[0]!r} (expected url, sha256, sha512)")
     url = obj.get("url")
     if not isinstance(url, str) or not url:
         raise _fail(where, "field 'url' must be a non-empty string")
@@ -129,16 +139,26 @@ def _parse_arch_image(alias: str, arch: str, obj: object, schemes: Tuple[str, ..
         raise _fail(where, f"field 'url' {url!r} has no host")
     if not parts.path.rstrip("/"):
         raise _fail(where, f"field 'url' {url!r} names no file")
-    sha = obj.get("sha256")
-    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
-        raise _fail(where, f"field 'sha256' must be 64 lowercase hex digits, got {sha!r}")
-    return ArchImage(url=url, sha256=sha)
+    digests = {}
+    for name in ALGORITHMS:
+        value = obj.get(name)
+        if value is None:
+            continue
+        if not is_digest(value, name):
+            digits = HEX_DIGITS[name]
+            raise _fail(
+                where, f"field {name!r} must be {digits} lowercase hex digits, got {value!r}"
+            )
+        digests[name] = value
+    if not digests:
+        raise _fail(where, "needs a 'sha256' or 'sha512' digest (or both)")
+    return ArchImage(url=url, **digests)
 
 
 def _parse_info(alias: str, obj: object, schemes: Tuple[str, ...]) -> ImageInfo:
     if not isinstance(obj, dict):
         raise _fail(f"alias {alias!r}", f"must be an object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - set(_INFO_FIELDS))
+    unknown = sorted(set(obj) - set(INFO_FIELDS))
     if unknown:
         raise _fail(f"alias {alias!r}", f"unknown field {unknown[0]!r}")
     distro = _string(alias, obj, "distro", required=True)
@@ -166,7 +186,8 @@ def _parse_info(alias: str, obj: object, schemes: Tuple[str, ...]) -> ImageInfo:
     for key, value in arch_obj.items():
         if key not in ARCHES:
             raise _fail(
-                f"alias {alias!r}", f"unknown arch {key!r} in field 'arch' (known: amd64, arm64)"
+                f"alias {alias!r}",
+                f"unknown arch {key!r} in field 'arch' (known: {', '.join(ARCHES)})",
             )
         arch[key] = _parse_arch_image(alias, key, value, schemes)
     return ImageInfo(
@@ -212,11 +233,7 @@ def _load_embedded() -> Dict[str, ImageInfo]:
         from importlib.resources import files
 
         text = files(__package__ or "pyimagecache").joinpath("catalog.json").read_bytes()
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise CatalogError(f"embedded catalog.json is not valid JSON: {exc}") from None
-        _embedded = parse_catalog(data, embedded=True)
+        _embedded = parse_catalog(decode_document(text, "embedded catalog.json"), embedded=True)
     return _embedded
 
 
@@ -230,10 +247,7 @@ def _load_user(path: Path) -> Dict[str, ImageInfo]:
         text = path.read_bytes()
     except OSError as exc:
         raise CatalogError(f"catalog {path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise CatalogError(f"catalog {path}: not valid JSON: {exc}") from None
+    data = decode_document(text, str(path))
     try:
         parsed = parse_catalog(data, embedded=False)
     except CatalogError as exc:
@@ -251,7 +265,7 @@ def load_catalog(path: Optional[Path] = None) -> Dict[str, ImageInfo]:
     True
     """
     if path is None:
-        env = os.environ.get("PYIMAGECACHE_CATALOG")
+        env = environ("PYIMAGECACHE_CATALOG")
         if not env:
             return _load_embedded()
         path = Path(env)
@@ -311,3 +325,65 @@ def suggest(name: str, catalog: Mapping[str, ImageInfo]) -> List[str]:
     import difflib
 
     return difflib.get_close_matches(name, sorted(catalog), n=3, cutoff=0.5)
+
+
+# -- the document itself --------------------------------------------------------------------------
+
+
+def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise CatalogError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def decode_document(raw: bytes, where: str) -> Any:
+    """The decoded catalog JSON (keys in file order); duplicate keys are an error rather than
+    a silent last-wins. CatalogError names ``where`` and what is wrong.
+
+    >>> decode_document(b'{"a": {}}', "x.json")
+    {'a': {}}
+    """
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"catalog {where}: not UTF-8 (byte {exc.start})") from None
+    except CatalogError as exc:
+        raise CatalogError(f"catalog {where}: {exc}") from None
+    except ValueError as exc:
+        raise CatalogError(f"catalog {where}: not valid JSON: {exc}") from None
+
+
+def read_document(path: Path) -> Tuple[bytes, Any]:
+    """(the file's bytes, the decoded document)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"catalog {path}: cannot read: {exc.strerror or exc}") from None
+    return raw, decode_document(raw, str(path))
+
+
+def encode_document(doc: Any) -> bytes:
+    """2-space JSON with a trailing newline, as catalog.json is written.
+
+    >>> encode_document({"a": {"b": 1}})
+    b'{\\n  "a": {\\n    "b": 1\\n  }\\n}\\n'
+    """
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def entry_document(info: ImageInfo) -> Dict[str, Any]:
+    """One alias as catalog.json spells it (empty optional fields and digests omitted)."""
+    out: Dict[str, Any] = {}
+    for name in INFO_FIELDS:
+        value = getattr(info, name)
+        if name == "arch":
+            out["arch"] = {
+                key: {f: getattr(image, f) for f in ARCH_FIELDS if getattr(image, f)}
+                for key, image in value.items()
+            }
+        elif value:
+            out[name] = value
+    return out

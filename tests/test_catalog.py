@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import pyimagecache
 from pyimagecache import catalog
-from pyimagecache.cachedir import alias_names, sanitise, split_extension, url_names
+from pyimagecache.cachefiles import alias_names, sanitise, split_extension, url_names
 from pyimagecache.errors import CatalogError, UnsupportedArchError
 
 REFERENCE = Path("/work/shared/reference/catalog-pins.json")
@@ -100,7 +100,8 @@ BAD_ENTRIES = [
     ("url", _mutate("arch.amd64.url", "https://example.org/")),
     ("arch", _mutate("arch", {})),
     ("arch", _mutate("arch", ["amd64"])),
-    ("riscv64", _mutate("arch.riscv64", {"url": "https://e.org/x", "sha256": "ab" * 32})),
+    # riscv64, ppc64le and s390x are known keys now; an arch nobody publishes is not.
+    ("mips64", _mutate("arch.mips64", {"url": "https://e.org/x", "sha256": "ab" * 32})),
     ("amd64", _mutate("arch.amd64", "https://example.org/x.raw")),
     ("sha265", _mutate("arch.amd64.sha265", "ab" * 32)),
     ("bumped-at", _mutate("bumped-at", "2026-06-10")),
@@ -202,7 +203,7 @@ def test_malformed_user_catalog_raises_from_aliases_not_import(
 @pytest.mark.parametrize(
     ("machine", "arch"),
     [("x86_64", "amd64"), ("AMD64", "amd64"), ("aarch64", "arm64"), ("arm64", "arm64"),
-     ("riscv64", "riscv64")],
+     ("riscv64", "riscv64"), ("ppc64le", "ppc64le"), ("s390x", "s390x"), ("mips", "mips")],
 )
 def test_machine_to_arch(machine: str, arch: str) -> None:
     assert catalog.normalize_arch(machine) == arch

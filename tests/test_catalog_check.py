@@ -11,7 +11,7 @@ import pytest
 
 from pyimagecache.errors import CatalogError
 from pyimagecache.refresh import check_document
-from pyimagecache.refresh.writer import decode_document
+from pyimagecache.catalog import decode_document
 
 Doc = Dict[str, Any]
 
@@ -48,7 +48,7 @@ _URL = "https://cloud.debian.org/images/cloud/bookworm/{}/debian-12-generic-amd6
 
 BREAKAGES = {
     "missing arch": (_set(f"{_D12}/arch/arm64", _DELETE), "no arm64 image"),
-    "unknown arch": (_set(f"{_D12}/arch/riscv64", {"url": "x", "sha256": "y"}), "unknown arch"),
+    "unknown arch": (_set(f"{_D12}/arch/mips64", {"url": "x", "sha256": "y"}), "unknown arch"),
     "short digest": (_set(f"{_D12}/arch/amd64/sha256", "ab" * 31), "64 lowercase hex"),
     "uppercase digest": (_set(f"{_U24}/arch/arm64/sha256", "AB" * 32), "64 lowercase hex"),
     "http url": (

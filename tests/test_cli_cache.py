@@ -35,7 +35,10 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Tuple[int, str, str]:
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse: a usage error (exit 2)
+        code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -107,7 +110,7 @@ def test_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 1 and "smaller than the source" in err
     assert dst.read_bytes() == b"mine"
     code, _, err = run(capsys, "copy", str(src), str(dst), "--size", "lots")
-    assert code == 1 and "invalid size 'lots'" in err
+    assert code == 2 and "invalid size 'lots'" in err  # a usage error, found while parsing
     assert run(capsys, "copy", str(src), str(dst))[0] == 0
     assert dst.stat().st_size == 8 * MiB
 

@@ -15,7 +15,7 @@ from test_refresh import TODAY, seed
 
 from pyimagecache.errors import RefreshError
 from pyimagecache.refresh import refresh_catalog
-from pyimagecache.refresh.writer import encode_document
+from pyimagecache.catalog import encode_document
 
 Keys = Dict[str, Tuple[Path, Callable[[bytes], bytes]]]
 

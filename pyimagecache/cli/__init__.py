@@ -17,7 +17,7 @@ from ..errors import ImageCacheError
 
 # Modules under pyimagecache.cli, each registering one or more subcommands.
 COMMAND_MODULES = [
-    "qcow2_cmds",  # convert, info
+    "image_cmds",  # convert, info
     "fetch_cmd",  # fetch
     "cache_cmds",  # list, ensure, copy, cache list/prune
     "catalog_cmds",  # catalog refresh/check

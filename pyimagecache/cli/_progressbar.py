@@ -10,13 +10,7 @@ import sys
 import time
 from typing import Optional, TextIO
 
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+from ._output import human_bytes
 
 
 def _duration(seconds: float) -> str:

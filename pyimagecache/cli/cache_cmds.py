@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
+
+from ._options import add_network_options, settings_from
+from ._output import human_bytes, print_table
+from ._types import digest, size
 
 
 def register(sub: Any) -> None:
@@ -25,10 +29,15 @@ def register(sub: Any) -> None:
     p.add_argument("image", metavar="ALIAS|URL")
     p.add_argument("--cache-dir", metavar="D", help="default: $PYIMAGECACHE_CACHE_DIR or the "
                    "platform cache directory")
-    p.add_argument("--arch", metavar="A", help="amd64 or arm64 (default: this machine's)")
-    p.add_argument("--sha256", metavar="H", help="expected SHA-256 of a URL's download")
+    p.add_argument("--arch", metavar="A", help="amd64, arm64, riscv64, ppc64le or s390x "
+                   "(default: this machine's)")
+    p.add_argument("--sha256", type=digest("sha256"), metavar="H",
+                   help="expected SHA-256 of a URL's download")
+    p.add_argument("--sha512", type=digest("sha512"), metavar="H",
+                   help="expected SHA-512 of a URL's download")
     p.add_argument("--keep-source", action="store_true",
                    help="keep the downloaded source next to the raw disk")
+    add_network_options(p)
     p.set_defaults(func=cmd_ensure)
 
     p = sub.add_parser(
@@ -38,7 +47,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
-    p.add_argument("--size", metavar="SIZE", default="0",
+    p.add_argument("--size", metavar="SIZE", type=size, default=0,
                    help="final size: bytes or K/M/G/T (e.g. 20G); default: SRC's size")
     p.add_argument("--sync", action="store_true",
                    help="flush DST to the disk before exiting (durable across a power loss)")
@@ -59,31 +68,20 @@ def register(sub: Any) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..catalog import load_catalog
+    from ..catalog import entry_document, load_catalog
 
     entries = load_catalog()
     if args.json:
-        out: Dict[str, Any] = {}
-        for alias in sorted(entries):
-            info = entries[alias]
-            entry: Dict[str, Any] = {"distro": info.distro, "version": info.version}
-            if info.codename:  # omitted when empty, as in catalog.json
-                entry["codename"] = info.codename
-            entry["snapshot"] = info.snapshot
-            if info.bumped_at:
-                entry["bumped_at"] = info.bumped_at
-            entry["arch"] = {a: {"url": i.url, "sha256": i.sha256} for a, i in info.arch.items()}
-            out[alias] = entry
         import json
 
-        print(json.dumps(out, indent=2))
+        print(json.dumps({a: entry_document(entries[a]) for a in sorted(entries)}, indent=2))
         return 0
-    rows = [["ALIAS", "DISTRO", "SNAPSHOT", "ARCH"]]
+    rows = [["ALIAS", "DISTRO", "VERSION", "SNAPSHOT", "ARCH"]]
     for alias in sorted(entries):
         info = entries[alias]
-        name = " ".join(x for x in (info.distro, info.version, info.codename) if x)
-        rows.append([alias, name, info.snapshot, ",".join(sorted(info.arch))])
-    _table(rows)
+        version = " ".join(x for x in (info.version, info.codename) if x)
+        rows.append([alias, info.distro, version, info.snapshot, ",".join(sorted(info.arch))])
+    print_table(rows)
     return 0
 
 
@@ -107,8 +105,10 @@ def cmd_ensure(args: argparse.Namespace) -> int:
             args.cache_dir,
             arch=args.arch,
             sha256=args.sha256,
+            sha512=args.sha512,
             progress_for=progress_for,
             keep_source=args.keep_source,
+            settings=settings_from(args),
         )
     finally:
         for bar in bars:
@@ -118,9 +118,9 @@ def cmd_ensure(args: argparse.Namespace) -> int:
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
-    from ..diskcopy import copy_disk, parse_size
+    from ..diskcopy import copy_disk
 
-    copy_disk(args.src, args.dst, parse_size(args.size), sync=args.sync)
+    copy_disk(args.src, args.dst, args.size, sync=args.sync)
     return 0
 
 
@@ -149,15 +149,13 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
             for e in entries
         ], indent=2))
         return 0
-    from ._progressbar import human_bytes
-
     print(f"cache: {directory}", file=sys.stderr)
     rows = [["NAME", "APPARENT", "ALLOCATED", "SNAPSHOT", "PINNED"]]
     for e in entries:
         pinned = {True: "yes", False: "no", None: "url"}[e.pinned]
         rows.append([e.path.name, human_bytes(e.apparent), human_bytes(e.allocated),
                      e.snapshot or "-", pinned])
-    _table(rows)
+    print_table(rows)
     return 0
 
 
@@ -165,7 +163,6 @@ def cmd_cache_prune(args: argparse.Namespace) -> int:
     from ..cachedir import resolve_cache_dir
     from ..catalog import load_catalog
     from ..inventory import prune
-    from ._progressbar import human_bytes
 
     directory = resolve_cache_dir(args.cache_dir)
     if not directory.is_dir():
@@ -179,9 +176,3 @@ def cmd_cache_prune(args: argparse.Namespace) -> int:
         print(f"skipped {path}: in use by another process")
     print(f"{verb} {len(result.removed)} files, {human_bytes(result.freed)}", file=sys.stderr)
     return 0
-
-
-def _table(rows: List[List[str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

@@ -115,8 +115,8 @@ def _refresh(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from ..catalog import decode_document
     from ..refresh import check_document
-    from ..refresh.writer import decode_document
 
     if args.catalog is not None:
         where, raw = str(args.catalog), args.catalog.read_bytes()

@@ -5,28 +5,27 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ._options import add_network_options, settings_from
+from ._types import digest
+
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "fetch",
-        help="download a URL to a file, resumably, optionally verifying its SHA-256",
+        help="download a URL to a file, resumably, optionally verifying its digest",
         description="Download URL (http, https, file:// or a path) to DEST. An interrupted "
-        "download resumes on the next run; with --sha256 a mismatch leaves DEST untouched.",
+        "download resumes on the next run; with --sha256 or --sha512 a mismatch leaves DEST "
+        "untouched.",
     )
     parser.add_argument("url", metavar="URL")
     parser.add_argument("dest", metavar="DEST")
-    parser.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the file")
     parser.add_argument(
-        "--timeout", type=float, default=60.0, metavar="SECONDS",
-        help="longest wait to connect or for the next chunk (default 60)",
+        "--sha256", type=digest("sha256"), metavar="HEX", help="expected SHA-256 of the file"
     )
     parser.add_argument(
-        "--retries", type=int, default=5, metavar="N",
-        help="retries within this run after a failed attempt (default 5)",
+        "--sha512", type=digest("sha512"), metavar="HEX", help="expected SHA-512 of the file"
     )
-    parser.add_argument(
-        "--ca-bundle", metavar="FILE", help="CA certificates to trust instead of the system's"
-    )
+    add_network_options(parser)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     parser.set_defaults(func=run)
 
@@ -43,10 +42,9 @@ def run(args: argparse.Namespace) -> int:
             args.url,
             args.dest,
             sha256=args.sha256,
+            sha512=args.sha512,
             progress=bar,
-            timeout=(min(args.timeout, 30.0), args.timeout),
-            retries=args.retries,
-            ca_bundle=args.ca_bundle,
+            settings=settings_from(args),
         )
     finally:
         if bar is not None:

@@ -1,16 +1,12 @@
-"""``pyimagecache convert SRC DST [--workers N]`` and ``pyimagecache info IMAGE [--json]``."""
+"""``pyimagecache convert SRC DST [--workers N] [--sync]`` and ``pyimagecache info IMAGE
+[--json]``: any supported disk format, found by its magic bytes."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any, Dict
 
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+from ._types import positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -26,6 +22,10 @@ def register(subparsers: Any) -> None:
     convert.add_argument(
         "--workers", type=positive_int, metavar="N",
         help="decompression threads (default: one per CPU, at most 8)",
+    )
+    convert.add_argument(
+        "--sync", action="store_true",
+        help="flush DST to the disk before exiting (durable across a power loss)",
     )
     convert.set_defaults(func=run_convert, logs=False)
 
@@ -48,7 +48,10 @@ def run_convert(args: argparse.Namespace) -> int:
 
     bar = ProgressBar(Path(args.src).name)  # draws only when stderr is a terminal
     try:
-        convert(args.src, args.dst, workers=args.workers, progress=bar if bar.tty else None)
+        convert(
+            args.src, args.dst, workers=args.workers, progress=bar if bar.tty else None,
+            sync=args.sync,
+        )
     finally:
         bar.close()
     return 0
@@ -70,7 +73,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def human_lines(facts: Dict[str, Any]) -> list[str]:
     """``qemu-img info``'s text form of the facts ``info`` gathered (any format)."""
-    from ._progressbar import human_bytes
+    from ._output import human_bytes
 
     size = facts["virtual-size"]
     lines = [

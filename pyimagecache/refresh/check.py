@@ -13,15 +13,16 @@ import re
 from typing import Dict, List, Mapping
 from urllib.parse import urlsplit
 
-from ..catalog import ARCHES, cache_stem, parse_catalog
+from ..catalog import ARCH_FIELDS, ARCHES, INFO_FIELDS, cache_stem, parse_catalog
 from ..errors import CatalogError
+from ..hashing import ALGORITHMS, HEX_DIGITS, is_digest
 from .snapshots import debian_key, ubuntu_key
 
 KNOWN_DISTROS = {"debian": debian_key, "ubuntu": ubuntu_key}
 #: Directory names upstream re-points at each build: a URL through them is not a pin.
 MOVING_POINTERS = frozenset({"latest", "release", "current"})
-_INFO_FIELDS = ("distro", "version", "codename", "snapshot", "bumped_at", "arch")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: Every alias must have an image for these; the others (riscv64, ...) where upstream has them.
+REQUIRED_ARCHES = ("amd64", "arm64")
 _SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
@@ -47,7 +48,7 @@ def _check_alias(alias: str, entry: object) -> List[str]:
     where = f"alias {alias!r}"
     if not isinstance(entry, dict):
         return [f"{where}: must be an object, got {type(entry).__name__}"]
-    problems = [f"{where}: unknown field {k!r}" for k in entry if k not in _INFO_FIELDS]
+    problems = [f"{where}: unknown field {k!r}" for k in entry if k not in INFO_FIELDS]
     distro = entry.get("distro")
     if distro not in KNOWN_DISTROS:
         known = ", ".join(sorted(KNOWN_DISTROS))
@@ -80,8 +81,10 @@ def _check_alias(alias: str, entry: object) -> List[str]:
             problems.append(f"{where}: bumped_at {bumped_at!r} is not a YYYY-MM-DD date")
     arch = entry.get("arch")
     if not isinstance(arch, dict):
-        return problems + [f"{where}: 'arch' must be an object with {' and '.join(ARCHES)}"]
-    for key in ARCHES:
+        return problems + [
+            f"{where}: 'arch' must be an object with {' and '.join(REQUIRED_ARCHES)}"
+        ]
+    for key in REQUIRED_ARCHES:
         if key not in arch:
             problems.append(f"{where}: no {key} image")
     for key, image in arch.items():
@@ -93,13 +96,19 @@ def _check_alias(alias: str, entry: object) -> List[str]:
         if not _SAFE_STEM.fullmatch(stem):
             problems.append(f"{at}: cache name {stem!r} is not a safe file name")
         if not isinstance(image, dict):
-            problems.append(f"{at}: must be an object with url and sha256")
+            problems.append(f"{at}: must be an object with url and sha256 or sha512")
             continue
-        problems += [f"{at}: unknown field {k!r}" for k in image if k not in ("url", "sha256")]
+        problems += [f"{at}: unknown field {k!r}" for k in image if k not in ARCH_FIELDS]
         problems += _check_url(at, image.get("url"), snapshot)
-        sha = image.get("sha256")
-        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
-            problems.append(f"{at}: sha256 must be 64 lowercase hex digits, got {sha!r}")
+        pinned = [name for name in ALGORITHMS if name in image]
+        if not pinned:
+            problems.append(f"{at}: needs a sha256 or sha512 digest (or both)")
+        for name in pinned:
+            if not is_digest(image[name], name):
+                problems.append(
+                    f"{at}: {name} must be {HEX_DIGITS[name]} lowercase hex digits, "
+                    f"got {image[name]!r}"
+                )
     return problems
 
 

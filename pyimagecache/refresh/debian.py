@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Dict, Mapping, Optional, Union
 
-from ..catalog import ARCHES
 from ..errors import RefreshError
-from .pins import ArchPin, Pin, walk
+from .pins import ArchPin, Pin, pinned_arches, walk
 from .snapshots import debian_key, newest_first
 from .upstream import Upstream
 
@@ -42,7 +41,7 @@ def resolve_debian(
     def try_snapshot(snapshot: str) -> Union[Pin, str]:
         directory = f"{base}{snapshot}/"
         files = upstream.listing(directory).files
-        names = {arch: image_name(version, arch, snapshot) for arch in ARCHES}
+        names = {arch: image_name(version, arch, snapshot) for arch in pinned_arches(entry)}
         wanted = ["SHA512SUMS", *names.values()]
         if upstream.keyring is not None:
             wanted.append("SHA512SUMS.sign")

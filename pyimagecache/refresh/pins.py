@@ -7,7 +7,7 @@ keeps the pin, so a pruned or half-uploaded upstream can only delay a bump, neve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, Mapping, Optional, Union
 
 from ..errors import RefreshError
 from .snapshots import SnapshotKey
@@ -28,6 +28,12 @@ class Pin:
 
     snapshot: str
     arch: Dict[str, ArchPin]
+
+
+def pinned_arches(entry: Mapping[str, object]) -> List[str]:
+    """The arches an alias lists (a new snapshot must have them all), else amd64 and arm64."""
+    arch = entry.get("arch")
+    return list(arch) if isinstance(arch, dict) and arch else ["amd64", "arm64"]
 
 
 #: Tries one snapshot: its Pin, or a reason why it is incomplete.

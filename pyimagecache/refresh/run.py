@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import urlsplit
 
-from ..catalog import parse_catalog, suggest
+from ..catalog import INFO_FIELDS, encode_document, parse_catalog, read_document, suggest
 from ..errors import CatalogError, ImageCacheError, RefreshError
 from .debian import DEBIAN_ROOT, resolve_debian
 from .pins import Pin
 from .ubuntu import UBUNTU_ROOT, resolve_ubuntu
 from .upstream import Log, ProgressFor, Upstream
-from .writer import encode_document, read_document, replace_document
-
-_ENTRY_ORDER = ("distro", "version", "codename", "snapshot", "bumped_at", "arch")
+from .writer import replace_document
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ def _set(entry: Dict[str, Any], key: str, value: Any) -> None:
     if key in entry:
         entry[key] = value
         return
-    rank = {k: i for i, k in enumerate(_ENTRY_ORDER)}
+    rank = {k: i for i, k in enumerate(INFO_FIELDS)}
     items = list(entry.items())
     at = next((i for i, (k, _) in enumerate(items) if rank.get(k, -1) > rank[key]), len(items))
     items.insert(at, (key, value))

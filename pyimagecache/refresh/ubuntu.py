@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Union
 
-from ..catalog import ARCHES
 from ..errors import RefreshError
-from .pins import ArchPin, Pin, walk
+from .pins import ArchPin, Pin, pinned_arches, walk
 from .snapshots import newest_first, ubuntu_key
 from .upstream import Upstream
 
@@ -47,7 +46,7 @@ def resolve_ubuntu(
     def try_snapshot(snapshot: str) -> Union[Pin, str]:
         directory = f"{base}{snapshot}/"
         files = upstream.listing(directory).files
-        names = {arch: image_name(version, arch) for arch in ARCHES}
+        names = {arch: image_name(version, arch) for arch in pinned_arches(entry)}
         wanted = ["SHA256SUMS", *names.values()]
         if upstream.keyring is not None:
             wanted.append("SHA256SUMS.gpg")

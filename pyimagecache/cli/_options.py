@@ -1,0 +1,32 @@
+"""Options several commands share: the network settings ``fetch`` and ``ensure`` both take."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._types import count, existing_file, seconds
+
+
+def add_network_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout", type=seconds, metavar="SECONDS",
+        help="longest wait to connect or for the next chunk (default: 30 to connect, 60 to read)",
+    )
+    parser.add_argument(
+        "--retries", type=count, metavar="N",
+        help="retries within this run after a failed attempt (default 5)",
+    )
+    parser.add_argument(
+        "--ca-bundle", type=existing_file, metavar="FILE",
+        help="CA certificates to trust instead of the system's",
+    )
+
+
+def settings_from(args: argparse.Namespace, **more: Any) -> Any:
+    """The library's Settings: the environment's, then what the command line says."""
+    from ..settings import Settings
+
+    timeout = None if args.timeout is None else (min(args.timeout, 30.0), args.timeout)
+    base = Settings.from_environment(**more)
+    return base.overridden(timeout=timeout, retries=args.retries, ca_bundle=args.ca_bundle)

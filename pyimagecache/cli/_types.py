@@ -1,0 +1,77 @@
+"""argparse ``type=`` functions: every command-line value is checked while parsing, so a bad one
+is a usage error (one line, exit 2), never a traceback from deep inside the library."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+
+def positive_int(text: str) -> int:
+    """>>> positive_int("4")
+    4
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def count(text: str) -> int:
+    """A whole number >= 0 (``--retries``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds (``--timeout``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def digest(algorithm: str) -> Callable[[str], str]:
+    """A hex digest of ``algorithm``, validated by the hashing module (one rule everywhere)."""
+
+    def parse(text: str) -> str:
+        from ..errors import DigestError
+        from ..hashing import parse_digest
+
+        try:
+            return parse_digest(text, algorithm)
+        except DigestError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = algorithm
+    return parse
+
+
+def size(text: str) -> int:
+    """Bytes, or a number with K, M, G, T or P (``--size 20G``)."""
+    from ..diskcopy import parse_size
+    from ..errors import DiskCopyError
+
+    try:
+        return parse_size(text)
+    except DiskCopyError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def existing_file(text: str) -> str:
+    import os
+
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text} is not a file")
+    return text
