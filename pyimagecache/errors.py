@@ -177,7 +177,8 @@ class MissingExtraError(ImageCacheError):
 
 
 class DownloadError(ImageCacheError):
-    """A download failed. ``url`` and ``path`` say what and where; ``done`` how far it got."""
+    """A download failed. ``url`` and ``path`` say what and where; ``done`` how far it got;
+    ``status`` is the HTTP status that ended it, when a server refused (404, 410, 401, ...)."""
 
     def __init__(
         self,
@@ -187,12 +188,14 @@ class DownloadError(ImageCacheError):
         path: Optional[str] = None,
         done: Optional[int] = None,
         total: Optional[int] = None,
+        status: Optional[int] = None,
     ) -> None:
         super().__init__(message)
         self.url = url
         self.path = path
         self.done = done
         self.total = total
+        self.status = status
 
 
 class ChecksumMismatchError(DownloadError):

@@ -156,6 +156,7 @@ class _Attempt:
             raise DownloadError(
                 f"HTTP {status} {response.reason or ''}".rstrip() + f" for {final_url}",
                 url=self.url,
+                status=status,
             )
         self._read_body(response)
         return self._check_complete(final_url, response, range_end)
