@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from . import formats
 from ._lock import FileLock
@@ -26,6 +26,7 @@ from .catalog import CatalogSource, lookup, resolve_catalog, suggest
 from .errors import (
     CatalogError,
     ConversionError,
+    ImageCacheError,
     ImageFormatError,
     MissingExtraError,
     UnknownImageError,
@@ -33,6 +34,7 @@ from .errors import (
 from .hashing import Expected, file_digests
 from .settings import Settings
 from .sidecar import read_sidecar, write_sidecar
+from .sourcefile import GrowingFile
 
 
 def _log(message: str, *args: object) -> None:
@@ -203,13 +205,25 @@ def build(
                 return raw  # another process or thread finished it while we waited
             _log("%s does not match the digest given; fetching again", raw)
             _remove(raw, directory / names.sidecar, source)
-        digests = _obtain_source(request, source, settings, progress_for("download"))
-        fmt = formats.detect_file(source)
-        try:
-            formats.check_convertible(fmt, f"{request.label} ({source.name})")
-            _convert(source, raw, fmt, progress_for("convert"))
-        except (MissingExtraError, ImageFormatError, ConversionError, OSError) as exc:
-            raise _conversion_failed(request, source, raw, fmt, exc) from exc
+        wanted = tuple(dict.fromkeys((*request.expected.algorithms, "sha256")))
+        digests = _reuse_source(request, source, wanted)
+        scratch: Optional[Path] = None
+        fmt = ""
+        if digests is None:
+            digests, scratch, fmt = _download_converting(
+                request, source, raw, settings, progress_for, wanted
+            )
+        if scratch is not None:
+            from ._atomic import publish
+
+            publish(scratch, raw)  # converted while downloading, and now verified
+        else:
+            fmt = formats.detect_file(source)
+            try:
+                formats.check_convertible(fmt, f"{request.label} ({source.name})")
+                _convert(source, raw, fmt, progress_for("convert"))
+            except (MissingExtraError, ImageFormatError, ConversionError, OSError) as exc:
+                raise _conversion_failed(request, source, raw, fmt, exc) from exc
         if fmt != formats.RAW and not keep_source:
             _remove(source)
         write_sidecar(
@@ -255,27 +269,108 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _obtain_source(
-    request: Request, source: Path, settings: Settings, progress: Optional[ProgressCallback]
-) -> dict[str, str]:
-    """Fetch the source unless a complete one is already there; return its digests (the
-    pinned ones, and always the SHA-256 for the sidecar)."""
-    wanted = tuple(dict.fromkeys((*request.expected.algorithms, "sha256")))
-    if source.exists():
-        # Left by keep_source or by a run that failed or was killed during conversion;
-        # published atomically, so complete. Re-hash it: we cannot know how it got here.
-        actual = file_digests(source, wanted)
-        if request.expected.matches(actual):
-            _log("%s: reusing downloaded %s", request.label, source.name)
-            return actual
-        _log("%s: %s does not match the expected digest; fetching again", request.label, source)
-        _remove(source)
-    from .download.to_file import fetch_verified
+def _reuse_source(
+    request: Request, source: Path, wanted: Sequence[str]
+) -> Optional[Dict[str, str]]:
+    """The digests of a complete source already in the cache (left by keep_source, or by a
+    run whose conversion failed or was killed), or None when it must be downloaded."""
+    if not source.exists():
+        return None
+    # Published atomically, so complete; re-hash it: we cannot know how it got here.
+    actual = file_digests(source, wanted)
+    if request.expected.matches(actual):
+        _log("%s: reusing downloaded %s", request.label, source.name)
+        return actual
+    _log("%s: %s does not match the expected digest; fetching again", request.label, source)
+    _remove(source)
+    return None
+
+
+def _download_converting(
+    request: Request,
+    source: Path,
+    raw: Path,
+    settings: Settings,
+    progress_for: PhaseProgress,
+    wanted: Sequence[str],
+) -> Tuple[Dict[str, str], Optional[Path], str]:
+    """Download the source, converting it as it arrives where that can work (see
+    :mod:`pyimagecache.overlap`). Returns the verified digests, the converted scratch file
+    (None: convert after the download) and the format found."""
+    from .cachefiles import temp_sibling
+    from .overlap import Overlap, SourceChanged
 
     _log(
         "%s: downloading %s (first run, this can take a few minutes)", request.label, request.url
     )
-    return fetch_verified(request.url, source, request.expected, settings, progress, record=wanted)
+    overlap = Overlap(
+        request.url, source, request.expected, settings, progress_for("download"), wanted
+    )
+    scratch: Optional[Path] = None
+    failure: Optional[BaseException] = None
+    fmt = ""
+    try:
+        growing = overlap.start()
+        if growing is not None:
+            fmt = formats.detect(growing.pread(formats.SNIFF_SIZE, 0))
+            if fmt in formats.DISK_FORMATS or fmt in formats.CONTAINERS:
+                target = scratch = temp_sibling(raw)
+                try:
+                    if not _convert_growing(growing, fmt, target, raw, progress_for):
+                        scratch = None
+                except SourceChanged:
+                    _remove(target)
+                    scratch = None  # the download started over: convert once it is done
+                except (ImageCacheError, OSError) as exc:
+                    _remove(target)
+                    scratch, failure = None, exc  # decided once the download is verified
+        digests = overlap.result()
+    except BaseException:
+        overlap.stop()  # a signal, or the download failed: its partial stays for resume
+        if scratch is not None:
+            _remove(scratch)
+        raise
+    finally:
+        overlap.close()
+    if failure is not None:
+        raise _conversion_failed(request, source, raw, fmt, failure) from failure
+    return digests, scratch, fmt
+
+
+def _convert_growing(
+    growing: GrowingFile, fmt: str, scratch: Path, raw: Path, progress_for: PhaseProgress
+) -> bool:
+    """Convert the download still arriving into ``scratch``; False when it is not worth it
+    (then nothing was written)."""
+    from .converter import ConvertOptions, convert, convert_image
+    from .opener import open_image
+    from .overlap import worth_overlapping
+
+    progress = progress_for("convert")
+    if fmt in formats.DISK_FORMATS:
+        img = open_image(growing, fmt)
+        try:
+            if not worth_overlapping(growing, fmt, raw, img.virtual_size):
+                return False
+            options = ConvertOptions(sync=True, measure=False, progress=progress)
+            convert_image(img, scratch, options)
+        finally:
+            img.close()
+        return True
+    from .cachefiles import temp_sibling
+    from .unpack import unpack
+
+    inner = temp_sibling(raw)
+    try:
+        payload = unpack(growing, inner, progress=progress)
+        formats.check_convertible(payload, f"the image inside {growing.path.name}")
+        if payload in formats.DISK_FORMATS:
+            convert(inner, scratch, progress=progress, sync=True)
+        else:
+            os.replace(inner, scratch)
+    finally:
+        _remove(inner)
+    return True
 
 
 def _convert(source: Path, raw: Path, fmt: str, progress: Optional[ProgressCallback]) -> None:

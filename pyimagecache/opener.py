@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 from . import formats
 from .diskimage import DiskImage
@@ -23,8 +23,10 @@ READERS: Dict[str, str] = {
 }
 
 
-def open_image(src: Union[PathLike, SourceFile]) -> DiskImage:
-    """Open the disk image at ``src`` in whatever supported format its magic bytes say.
+def open_image(src: Union[PathLike, SourceFile], fmt: Optional[str] = None) -> DiskImage:
+    """Open the disk image at ``src`` in whatever supported format its magic bytes say (or
+    as ``fmt``, when the caller already knows: a growing download is not read to its end just
+    to look at its trailer).
 
     A recognised format without a reader raises :class:`UnsupportedFormatError`; containers
     (xz, tar, ...) are not disk images: :func:`pyimagecache.ensure` unpacks those.
@@ -35,9 +37,10 @@ def open_image(src: Union[PathLike, SourceFile]) -> DiskImage:
     """
     source = as_source(src)
     try:
-        head = source.pread(formats.SNIFF_SIZE, 0)
-        tail = source.pread(formats.TAIL_SIZE, source.size - formats.TAIL_SIZE)
-        fmt = formats.detect(head, tail if source.size >= formats.TAIL_SIZE else b"")
+        if fmt is None:
+            head = source.pread(formats.SNIFF_SIZE, 0)
+            tail = source.pread(formats.TAIL_SIZE, source.size - formats.TAIL_SIZE)
+            fmt = formats.detect(head, tail if source.size >= formats.TAIL_SIZE else b"")
         target = READERS.get(fmt)
         if target is None:
             from .errors import UnsupportedFormatError

@@ -9,10 +9,11 @@ download fails or starts over, every waiting and later read raises :class:`Sourc
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from ._sparse import pread_into
 
@@ -22,6 +23,13 @@ PathLike = Union[str, "os.PathLike[str]"]
 class SourceChanged(Exception):
     """Internal: the growing file a conversion reads was abandoned (the download failed, or
     restarted with different bytes); whatever was converted from it must be thrown away."""
+
+
+class DownloadCancelled(BaseException):
+    """Internal: the conversion reading a growing file gave up (an error, a signal), so the
+    download feeding it stops too; its partial file stays for the next run to resume.
+    A BaseException, like KeyboardInterrupt, so that no retry loop mistakes it for a
+    network failure."""
 
 
 class SourceFile:
@@ -101,6 +109,7 @@ class GrowingFile(SourceFile):
         self._written = written
         self._complete = written >= size
         self._failure: Optional[str] = None
+        self._cancelled = False
         self._cond = threading.Condition()
         #: The furthest offset a reader has waited for: how far a conversion is held up.
         self.wanted = 0
@@ -110,10 +119,22 @@ class GrowingFile(SourceFile):
         return self._written
 
     def grew(self, written: int) -> None:
+        """The downloader wrote up to ``written``; raises DownloadCancelled once the reader
+        has given up, which ends the download (keeping its partial file)."""
+        if self._cancelled:
+            raise DownloadCancelled()
         with self._cond:
             self._written = written
             if written >= self.wanted:
                 self._cond.notify_all()
+
+    def cancel(self) -> None:
+        """The reader gives up: stop the download at its next write, wake every waiter."""
+        with self._cond:
+            self._cancelled = True
+            if self._failure is None:
+                self._failure = "the conversion was stopped"
+            self._cond.notify_all()
 
     def finish(self) -> None:
         with self._cond:
@@ -141,3 +162,31 @@ class GrowingFile(SourceFile):
     def pread_into(self, buf: bytearray, length: int, offset: int) -> int:
         self.wait_for(offset + length)
         return super().pread_into(buf, length, offset)
+
+
+class SourceStream(io.RawIOBase):
+    """Sequential reads of a :class:`SourceFile` from ``start`` (waiting for a growing one),
+    for the stream decompressors and tar, which want a file object.
+
+    >>> stream = SourceStream(SourceFile.open("disk.tar.xz"))  # doctest: +SKIP
+    """
+
+    def __init__(self, source: SourceFile, start: int = 0) -> None:
+        super().__init__()
+        self._source = source
+        self._pos = start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), max(0, self._source.size - self._pos))
+        if want == 0:
+            return 0
+        got = self._source.pread_into(view, want, self._pos)  # type: ignore[arg-type]
+        self._pos += got
+        return got
+
+    def tell(self) -> int:
+        return self._pos

@@ -15,7 +15,7 @@ import lzma
 import os
 import tarfile
 from pathlib import Path
-from typing import IO, Callable, List, Optional, cast
+from typing import IO, Callable, List, Optional, Union, cast
 
 from . import formats
 from ._codecs import open_zstd_stream
@@ -28,6 +28,7 @@ from .errors import (
     UnsupportedFormatError,
     UnsupportedImageError,
 )
+from .sourcefile import SourceFile, SourceStream, as_source
 
 #: Bytes read from a decompressor or tar member at a time.
 STREAM_BYTES = 1 << 20
@@ -108,37 +109,50 @@ def _open_decoder(fmt: str, raw: IO[bytes]) -> IO[bytes]:
     raise ContainerError(f"not a compressed format: {fmt}")
 
 
-def unpack(src: Path, dst: Path, *, progress: Optional[ProgressCallback] = None) -> str:
-    """Write the disk inside ``src`` (xz, gzip, zstd, tar, or a compressed tar) to ``dst`` as a
-    new sparse file, and return the payload's format (``"raw"`` or ``"qcow2"``).
+def unpack(
+    src: Union[Path, SourceFile], dst: Path, *, progress: Optional[ProgressCallback] = None
+) -> str:
+    """Write the disk inside ``src`` (xz, gzip, zstd, bzip2, tar, or a compressed tar) to
+    ``dst`` as a new sparse file, and return the payload's format (``"raw"``, or a disk format
+    such as ``"qcow2"`` that still needs converting).
 
-    ``dst`` is a scratch path: the caller publishes it (or converts it) and removes it on error.
+    ``src`` may be a :class:`~pyimagecache.sourcefile.GrowingFile`: the stream is unpacked as
+    the download delivers it. ``dst`` is a scratch path: the caller publishes it (or converts
+    it) and removes it on error.
 
     >>> unpack(Path("disk.tar.xz"), Path(".disk.raw.tmp-1"))  # doctest: +SKIP
     'raw'
     """
-    src = Path(src)
-    fmt = formats.detect_file(src)
-    if fmt not in formats.CONTAINERS:
-        raise ContainerError(f"{src.name}: {fmt} is not a compressed file or tar archive")
-    total = src.stat().st_size
-    throttle = Throttle(progress)
-    if fmt == formats.ZSTD:
-        _check_zstd_frames(src)
-    with open(src, "rb") as f, open(dst, "w+b") as out:
-        file_reader = _Reader(f, lambda done: throttle(done, total))
-        try:
-            if fmt == formats.TAR:
-                payload = _from_tar(file_reader, out.fileno(), src.name)
-            else:
-                payload = _from_compressed(fmt, file_reader, out.fileno(), src.name)
-        except _ReadFailure as exc:
-            where = f"after {file_reader.count} bytes of input"
-            raise ContainerError(
-                f"{src.name}: {fmt} data is corrupt or truncated ({where}): "
-                f"{type(exc.cause).__name__}: {exc.cause}"
-            ) from exc.cause
-        out.flush()
+    source = as_source(src)
+    try:
+        fmt = formats.detect(source.pread(formats.SNIFF_SIZE, 0))
+        name = source.path.name
+        if fmt not in formats.CONTAINERS:
+            raise ContainerError(f"{name}: {fmt} is not a compressed file or tar archive")
+        total = source.size
+        throttle = Throttle(progress)
+        with open(dst, "w+b") as out:
+            stream = cast("IO[bytes]", SourceStream(source))
+            file_reader = _Reader(stream, lambda done: throttle(done, total))
+            try:
+                if fmt == formats.TAR:
+                    payload = _from_tar(file_reader, out.fileno(), name)
+                else:
+                    payload = _from_compressed(fmt, file_reader, out.fileno(), name)
+            except _ReadFailure as exc:
+                where = f"after {file_reader.count} bytes of input"
+                raise ContainerError(
+                    f"{name}: {fmt} data is corrupt or truncated ({where}): "
+                    f"{type(exc.cause).__name__}: {exc.cause}"
+                ) from exc.cause
+            out.flush()
+        if fmt == formats.ZSTD:
+            # The zstandard stream reader returns a short result for a cut-off last frame,
+            # silently: walk the frame headers to tell.
+            _check_zstd_frames(source)
+    finally:
+        if source is not src:
+            source.close()
     throttle(total, total, final=True)
     return payload
 
@@ -260,56 +274,53 @@ def _from_tar(stream: object, fd: int, name: str) -> str:
 _ZSTD_MAGIC = 0xFD2FB528
 
 
-def _check_zstd_frames(path: Path) -> None:
+def _check_zstd_frames(source: SourceFile) -> None:
     """Walk the frame and block headers of a zstd file (no decoding) and raise if the last
     frame is cut short: the ``zstandard`` stream reader returns a short result then, silently."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    size = source.size
+    name = source.path.name
 
-        def take(n: int, what: str, at: int) -> bytes:
-            data = f.read(n)
-            if len(data) != n:
-                raise ContainerError(
-                    f"{path.name}: zstd data is truncated: {what} at offset {at} needs {n} "
-                    f"bytes, the file ends at {size}"
-                )
-            return data
+    def take(n: int, what: str, at: int) -> bytes:
+        data = source.pread(n, at) if at + n <= size else b""
+        if len(data) != n:
+            raise ContainerError(
+                f"{name}: zstd data is truncated: {what} at offset {at} needs {n} "
+                f"bytes, the file ends at {size}"
+            )
+        return data
 
-        pos = 0
-        while pos < size:
-            magic = int.from_bytes(take(4, "frame magic", pos), "little")
-            if 0x184D2A50 <= magic <= 0x184D2A5F:  # skippable frame
-                length = int.from_bytes(take(4, "skippable frame size", pos + 4), "little")
-                pos += 8 + length
-                if pos > size:
-                    take(size + 1, "skippable frame", pos - length)
-                f.seek(pos)
-                continue
-            if magic != _ZSTD_MAGIC:
+    pos = 0
+    while pos < size:
+        magic = int.from_bytes(take(4, "frame magic", pos), "little")
+        if 0x184D2A50 <= magic <= 0x184D2A5F:  # skippable frame
+            length = int.from_bytes(take(4, "skippable frame size", pos + 4), "little")
+            pos += 8 + length
+            if pos > size:
+                take(size + 1, "skippable frame", pos - length)
+            continue
+        if magic != _ZSTD_MAGIC:
+            raise ContainerError(
+                f"{name}: zstd data is corrupt: expected a frame magic at offset "
+                f"{pos}, found {magic:#010x}"
+            )
+        fhd = take(1, "frame header", pos + 4)[0]
+        single = fhd & 0x20
+        fcs = (0, 2, 4, 8)[fhd >> 6] or (1 if single else 0)
+        header = 1 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
+        pos += 4 + header
+        while True:
+            raw_header = take(3, "block header", pos)
+            block = int.from_bytes(raw_header, "little")
+            kind = (block >> 1) & 3
+            if kind == 3:
                 raise ContainerError(
-                    f"{path.name}: zstd data is corrupt: expected a frame magic at offset "
-                    f"{pos}, found {magic:#010x}"
+                    f"{name}: zstd data is corrupt: reserved block type at offset {pos}"
                 )
-            fhd = take(1, "frame header", pos + 4)[0]
-            single = fhd & 0x20
-            fcs = (0, 2, 4, 8)[fhd >> 6] or (1 if single else 0)
-            header = 1 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
-            pos += 4 + header
-            f.seek(pos)
-            while True:
-                raw_header = take(3, "block header", pos)
-                block = int.from_bytes(raw_header, "little")
-                kind = (block >> 1) & 3
-                if kind == 3:
-                    raise ContainerError(
-                        f"{path.name}: zstd data is corrupt: reserved block type at offset {pos}"
-                    )
-                pos += 3 + (1 if kind == 1 else block >> 3)
-                if pos > size:
-                    take(size + 1, "block", pos)
-                f.seek(pos)
-                if block & 1:
-                    break
-            if fhd & 0x04:
-                take(4, "frame checksum", pos)
-                pos += 4
+            pos += 3 + (1 if kind == 1 else block >> 3)
+            if pos > size:
+                take(size + 1, "block", pos)
+            if block & 1:
+                break
+        if fhd & 0x04:
+            take(4, "frame checksum", pos)
+            pos += 4

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -24,6 +25,15 @@ COMMAND_MODULES = [
 ]
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception like SIGINT's KeyboardInterrupt, so that the same
+    cleanup runs (temporary files removed, partial downloads kept for resume)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,23 +62,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             stream=sys.stderr,
         )
     handler: Handler = args.func
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return handler(args)
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("pyimagecache: interrupted", file=sys.stderr)
+        print("pyimagecache: interrupted (partial downloads are kept for the next run)",
+              file=sys.stderr)
         return 130
+    except Terminated:
+        if args.debug:
+            raise
+        print("pyimagecache: terminated (partial downloads are kept for the next run)",
+              file=sys.stderr)
+        return 143
     except BrokenPipeError:
         # The reader went away (`pyimagecache list | head`): not an error worth a message.
         # Point stdout at /dev/null so that the interpreter's final flush fails silently too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (ImageCacheError, OSError) as exc:
+    except (ImageCacheError, OSError, ValueError) as exc:
+        # ValueError: a value the parser could not judge alone (e.g. an environment setting).
         if args.debug:
             raise
         print(f"pyimagecache: error: {describe(exc)}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def describe(exc: BaseException) -> str:

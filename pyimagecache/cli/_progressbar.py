@@ -1,14 +1,17 @@
 """Progress display for long operations, on stderr.
 
-On a terminal: one self-rewriting line with percentage, rate and ETA. Otherwise either nothing
-(convert) or a plain log line every few seconds (downloads, where CI logs want a heartbeat).
+On a terminal: one self-rewriting line per stage with percentage, rate and ETA, counted in
+bytes of real work (data fetched, decompressed or copied; holes cost nothing and count for
+nothing). Otherwise either nothing (convert) or a plain log line every few seconds (downloads,
+where CI logs want a heartbeat).
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from typing import Optional, TextIO
+from typing import Callable, Dict, Optional, TextIO, Tuple
 
 from ._output import human_bytes
 
@@ -74,3 +77,57 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
+
+
+class StageBars:
+    """Several stages of one job that run at once (download and convert), one line each on a
+    terminal, redrawn together; elsewhere each logs on its own, as a ProgressBar does.
+
+    Callbacks may come from several threads (the download runs on its own), so drawing is
+    serialised by a lock. Call ``close()`` at the end.
+    """
+
+    def __init__(self, label: str, *, stream: Optional[TextIO] = None) -> None:
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bars: Dict[str, ProgressBar] = {}
+        self._state: Dict[str, Tuple[int, Optional[int]]] = {}
+        self._lock = threading.Lock()
+        self._lines = 0
+
+    def stage(self, name: str) -> Callable[[int, Optional[int]], None]:
+        """The progress callback of stage ``name`` (made once; asking again returns it)."""
+        with self._lock:
+            bar = self._bars.get(name)
+            if bar is None:
+                bar = self._bars[name] = ProgressBar(
+                    f"{name} {self.label}", stream=self.stream, log_when_not_tty=True
+                )
+
+        def report(done: int, total: Optional[int]) -> None:
+            if not self.tty:
+                with self._lock:
+                    bar(done, total)
+                return
+            with self._lock:
+                self._state[name] = (done, total)
+                self._redraw()
+
+        return report
+
+    def _redraw(self) -> None:
+        # Back to the first line drawn, then every stage's line, each cleared first.
+        out = "\r" + "\x1b[1A" * max(self._lines - 1, 0)
+        lines = [self._bars[n].line(*self._state[n]) for n in self._bars if n in self._state]
+        out += "\n".join("\x1b[K" + line for line in lines)
+        self._lines = len(lines)
+        self.stream.write(out)
+        self.stream.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._lines:
+                self.stream.write("\n")
+                self.stream.flush()
+                self._lines = 0

@@ -88,16 +88,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_ensure(args: argparse.Namespace) -> int:
     from ..cache import ensure_phased
 
-    bars: List[Any] = []
+    bars: List[Any] = []  # made on a miss only: a cache hit draws nothing and imports less
 
-    def progress_for(phase: str) -> Optional[Callable[[int, Optional[int]], None]]:
-        from ._progressbar import ProgressBar
+    def progress_for(phase: str) -> Callable[[int, Optional[int]], None]:
+        if not bars:
+            from ._progressbar import StageBars
 
-        for bar in bars:
-            bar.close()
-        bar = ProgressBar(f"{phase} {args.image}", log_when_not_tty=True)
-        bars.append(bar)
-        return bar
+            bars.append(StageBars(args.image))  # download and convert run at once: a line each
+        stage: Callable[[int, Optional[int]], None] = bars[0].stage(phase)
+        return stage
 
     try:
         path = ensure_phased(
