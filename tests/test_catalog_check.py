@@ -9,9 +9,9 @@ from typing import Any, Callable, Dict
 
 import pytest
 
+from pyimagecache.catalog import decode_document
 from pyimagecache.errors import CatalogError
 from pyimagecache.refresh import check_document
-from pyimagecache.catalog import decode_document
 
 Doc = Dict[str, Any]
 

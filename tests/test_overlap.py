@@ -18,7 +18,6 @@ from conftest import require_tool
 from faultserver import FaultServer
 from qcow2writer import Data, Qcow2Writer
 
-import pyimagecache
 from pyimagecache.errors import ChecksumMismatchError, DownloadError
 from pyimagecache.settings import Retry, Settings
 

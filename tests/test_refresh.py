@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 import pytest
 from fakeupstream import FakeUpstream
 
+from pyimagecache.catalog import encode_document
 from pyimagecache.errors import RefreshError
 from pyimagecache.refresh import refresh_catalog
 from pyimagecache.refresh.snapshots import debian_key, newest_first, ubuntu_key
 from pyimagecache.refresh.sums import parse_sums
-from pyimagecache.catalog import encode_document
 
 NET = {"retries": 0, "timeout": 5.0}
 TODAY = "2026-07-01"

@@ -13,9 +13,9 @@ from conftest import require_tool
 from fakeupstream import FakeUpstream
 from test_refresh import TODAY, seed
 
+from pyimagecache.catalog import encode_document
 from pyimagecache.errors import RefreshError
 from pyimagecache.refresh import refresh_catalog
-from pyimagecache.catalog import encode_document
 
 Keys = Dict[str, Tuple[Path, Callable[[bytes], bytes]]]
 
