@@ -360,6 +360,8 @@ def _convert_growing(
     from .cachefiles import temp_sibling
     from .unpack import unpack
 
+    if not worth_overlapping(growing, fmt, raw):
+        return False
     inner = temp_sibling(raw)
     try:
         payload = unpack(growing, inner, progress=progress)

@@ -101,13 +101,24 @@ class Overlap:
             self.growing.close()
 
 
-def worth_overlapping(growing: GrowingFile, fmt: str, raw: Path, virtual_size: int) -> bool:
+#: For a container, whose unpacked size is unknown until its end, the room asked for besides
+#: the rest of the download, in multiples of the download's size.
+CONTAINER_MARGIN = 2
+
+
+def worth_overlapping(
+    growing: GrowingFile, fmt: str, raw: Path, virtual_size: Optional[int] = None
+) -> bool:
     """Whether converting ``growing`` now can work: its format is known from the head and is
-    one that needs converting, and the rest of the download plus the whole disk fit."""
+    one that needs converting, and the rest of the download plus the output fit (for a disk
+    image its virtual size; for a container, whose output size is unknown yet,
+    ``CONTAINER_MARGIN`` times the download). When not, converting after the download keeps
+    the download from competing with the conversion for the last free bytes."""
     if fmt == formats.RAW or fmt not in formats.CONVERTIBLE:
         return False
+    output = virtual_size if virtual_size is not None else CONTAINER_MARGIN * growing.size
     free = free_bytes(raw.parent)
-    return free is None or free >= (growing.size - growing.written) + virtual_size
+    return free is None or free >= (growing.size - growing.written) + output
 
 
 #: Converts a growing source into a scratch file: (source, format, scratch) -> None.
