@@ -1,7 +1,8 @@
 """Decompressors, each bounded to the output size the caller expects (no decompression bombs).
 
 Deflate uses zlib-ng when the ``fast`` extra is installed and the standard library otherwise
-(``PYIMAGECACHE_INFLATE=zlib`` forces the standard library, for benchmarks and bug reports).
+(``PYIMAGECACHE_INFLATE=zlib`` forces the standard library, for benchmarks and bug reports;
+read through :mod:`pyimagecache.settings` when inflating first starts).
 zstd uses ``compression.zstd`` on Python 3.14+, else the ``zstandard`` package (the ``zstd``
 extra); without either, :class:`MissingExtraError` names the extra to install.
 """
@@ -9,7 +10,6 @@ extra); without either, :class:`MissingExtraError` names the extra to install.
 from __future__ import annotations
 
 import io
-import os
 import threading
 import zlib
 from types import ModuleType
@@ -26,7 +26,9 @@ class DecompressError(Exception):
 
 
 def _pick_zlib() -> Tuple[ModuleType, Tuple[Type[Exception], ...]]:
-    if os.environ.get("PYIMAGECACHE_INFLATE") == "zlib":
+    from .settings import environ
+
+    if environ("PYIMAGECACHE_INFLATE") == "zlib":
         return zlib, (zlib.error,)
     try:
         from zlib_ng import zlib_ng
@@ -37,18 +39,31 @@ def _pick_zlib() -> Tuple[ModuleType, Tuple[Type[Exception], ...]]:
     return zlib_ng, (zlib.error, ng_error)
 
 
-_zlib, _ZLIB_ERRORS = _pick_zlib()
+# Chosen on first use, not at import: the environment is read when inflating starts.
+_inflater: Optional[Tuple[ModuleType, Tuple[Type[Exception], ...]]] = None
 
-#: Which inflate implementation is in use, for ``info`` and benchmarks.
-INFLATE_BACKEND = "zlib-ng" if _zlib is not zlib else "zlib"
+
+def inflater() -> Tuple[ModuleType, Tuple[Type[Exception], ...]]:
+    """(the zlib module in use, the exceptions it raises)."""
+    global _inflater
+    if _inflater is None:
+        _inflater = _pick_zlib()
+    return _inflater
+
+
+def __getattr__(name: str) -> str:
+    if name == "INFLATE_BACKEND":  # which inflate is in use, for ``info`` and benchmarks
+        return "zlib-ng" if inflater()[0] is not zlib else "zlib"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def inflate_raw(data: Buffer, size: int) -> bytes:
     """Inflate raw deflate (window bits 12, as qemu writes qcow2 clusters) to exactly ``size``
     bytes; whatever follows the first ``size`` output bytes is ignored, as qemu does."""
+    module, errors = _inflater or inflater()
     try:
-        out: bytes = _zlib.decompressobj(-12).decompress(data, size)
-    except _ZLIB_ERRORS as exc:
+        out: bytes = module.decompressobj(-12).decompress(data, size)
+    except errors as exc:
         raise DecompressError(f"deflate: {exc}") from None
     if len(out) != size:
         raise DecompressError(f"deflate: produced {len(out)} of {size} bytes")

@@ -1,0 +1,117 @@
+"""Every error survives a process boundary with its attributes; no CLI input gives a traceback."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import inspect
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from pyimagecache import errors
+
+CLASSES = sorted(
+    (obj for obj in vars(errors).values()
+     if inspect.isclass(obj) and issubclass(obj, errors.ImageCacheError)),
+    key=lambda c: c.__name__,
+)
+
+# Arguments for the classes with their own __init__; the others take a message.
+ARGS: Dict[str, Any] = {
+    "UnsupportedFormatError": (("disk.img", "qed", ("raw", "qcow2")), {}),
+    "InsufficientSpaceError": (("/cache/x.raw", 10, 3, "converting"), {}),
+    "MissingExtraError": (("zstd data", "zstd", "zstandard"), {}),
+    "DownloadError": (("boom",), {"url": "https://h/x", "path": "/p", "done": 5, "total": 9,
+                                  "status": 404}),
+    "ChecksumMismatchError": (("https://h/x", "a" * 128, "b" * 128, "/p", "sha512"), {}),
+}
+
+
+def make(cls: type) -> errors.ImageCacheError:
+    args, kwargs = ARGS.get(cls.__name__, (("something specific went wrong",), {}))
+    exc: errors.ImageCacheError = cls(*args, **kwargs)
+    return exc
+
+
+def test_every_class_with_its_own_init_is_covered() -> None:
+    own = {c.__name__ for c in CLASSES if "__init__" in vars(c)}
+    assert own == set(ARGS), own ^ set(ARGS)
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_pickles_with_its_attributes(cls: type) -> None:
+    exc = make(cls)
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is cls
+    assert str(back) == str(exc) and back.args == exc.args
+    assert vars(back) == vars(exc)
+    if cls.__name__ in ARGS:
+        assert vars(exc), "the attributes it was made with"
+    assert isinstance(back, errors.ImageCacheError)
+
+
+def _raise_in_worker(name: str) -> None:
+    raise make(getattr(errors, name))
+
+
+def test_raised_in_a_worker_process_caught_in_the_parent() -> None:
+    with concurrent.futures.ProcessPoolExecutor(1) as pool:
+        for name in ("ChecksumMismatchError", "MissingExtraError", "InsufficientSpaceError"):
+            with pytest.raises(getattr(errors, name)) as info:
+                pool.submit(_raise_in_worker, name).result()
+            assert vars(info.value) == vars(make(getattr(errors, name)))
+
+
+def test_checksum_mismatch_names_the_algorithm() -> None:
+    exc = make(errors.ChecksumMismatchError)
+    assert str(exc).startswith("SHA-512 mismatch") and exc.algorithm == "sha512"
+
+
+# -- the command line never tracebacks ----------------------------------------------------------
+
+BAD_USAGE: List[List[str]] = [
+    ["fetch", "http://127.0.0.1:9/x", "d", "--timeout", "0"],
+    ["fetch", "http://127.0.0.1:9/x", "d", "--timeout", "-3"],
+    ["fetch", "http://127.0.0.1:9/x", "d", "--timeout", "nan"],
+    ["fetch", "http://127.0.0.1:9/x", "d", "--timeout", "soon"],
+    ["fetch", "http://127.0.0.1:9/x", "d", "--retries", "-1"],
+    ["fetch", "http://127.0.0.1:9/x", "d", "--retries", "2.5"],
+    ["fetch", "http://127.0.0.1:9/x", "d", "--sha256", "abc"],
+    ["fetch", "http://127.0.0.1:9/x", "d", "--sha512", "ab" * 32],
+    ["fetch", "http://127.0.0.1:9/x", "d", "--ca-bundle", "/nonexistent/ca.pem"],
+    ["ensure", "debian-12", "--sha256", "xyz"],
+    ["ensure", "debian-12", "--timeout", "0"],
+    ["ensure", "debian-12", "--retries", "-1"],
+    ["copy", "a", "b", "--size", "lots"],
+    ["convert", "a", "b", "--workers", "0"],
+]
+
+
+def cli(*args: str, env: Any = None) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run([sys.executable, "-m", "pyimagecache", *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("argv", BAD_USAGE, ids=lambda a: " ".join(a[:1] + a[3:]))
+def test_bad_values_are_usage_errors(argv: List[str]) -> None:
+    proc = cli(*argv)
+    assert proc.returncode == 2, proc
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("pyimagecache ") and ": error: argument " in lines[-1], lines
+    assert proc.stdout == ""
+
+
+def test_bad_environment_is_one_error_line(tmp_path: Path) -> None:
+    import os
+
+    env = dict(os.environ, PYIMAGECACHE_OFFLINE="perhaps", PYIMAGECACHE_CACHE_DIR=str(tmp_path))
+    proc = cli("ensure", "https://example.invalid/x.raw", env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc
+    assert proc.stderr.strip().splitlines() == [
+        "pyimagecache: error: PYIMAGECACHE_OFFLINE='perhaps': expected 1 or 0"
+    ]
