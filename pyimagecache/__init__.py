@@ -15,24 +15,47 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     CatalogError,
     ChecksumMismatchError,
+    ContainerError,
     ConversionError,
+    CorruptImageError,
+    DigestError,
     DiskCopyError,
     DownloadError,
     ImageCacheError,
+    ImageFormatError,
+    InsufficientSpaceError,
     MissingExtraError,
+    OutputError,
     Qcow2CorruptError,
     Qcow2Error,
     Qcow2UnsupportedError,
     RefreshError,
     UnknownImageError,
     UnsupportedArchError,
+    UnsupportedFormatError,
+    UnsupportedImageError,
+    VdiCorruptError,
+    VdiError,
+    VdiUnsupportedError,
+    VhdCorruptError,
+    VhdError,
+    VhdUnsupportedError,
+    VhdxCorruptError,
+    VhdxError,
+    VhdxUnsupportedError,
+    VmdkCorruptError,
+    VmdkError,
+    VmdkUnsupportedError,
 )
 
 if TYPE_CHECKING:
     from .cache import ensure
     from .catalog import ArchImage, ImageInfo, aliases
+    from .converter import convert
     from .diskcopy import copy_disk
     from .download import fetch
+    from .opener import info, open_image
+    from .settings import Retry, Settings, Timeout
 
 __version__ = "0.1.0"
 
@@ -43,28 +66,60 @@ _LAZY = {
     "ensure": "cache",
     "copy_disk": "diskcopy",
     "fetch": "download",
+    "convert": "converter",
+    "info": "opener",
+    "open_image": "opener",
+    "Settings": "settings",
+    "Retry": "settings",
+    "Timeout": "settings",
 }
 
 __all__ = [
     "ArchImage",
     "CatalogError",
     "ChecksumMismatchError",
+    "ContainerError",
     "ConversionError",
+    "CorruptImageError",
+    "DigestError",
     "DiskCopyError",
     "DownloadError",
     "ImageCacheError",
+    "ImageFormatError",
     "ImageInfo",
+    "InsufficientSpaceError",
     "MissingExtraError",
+    "OutputError",
     "Qcow2CorruptError",
     "Qcow2Error",
     "Qcow2UnsupportedError",
     "RefreshError",
+    "Retry",
+    "Settings",
+    "Timeout",
     "UnknownImageError",
     "UnsupportedArchError",
+    "UnsupportedFormatError",
+    "UnsupportedImageError",
+    "VdiCorruptError",
+    "VdiError",
+    "VdiUnsupportedError",
+    "VhdCorruptError",
+    "VhdError",
+    "VhdUnsupportedError",
+    "VhdxCorruptError",
+    "VhdxError",
+    "VhdxUnsupportedError",
+    "VmdkCorruptError",
+    "VmdkError",
+    "VmdkUnsupportedError",
     "aliases",
+    "convert",
     "copy_disk",
     "ensure",
     "fetch",
+    "info",
+    "open_image",
 ]
 
 

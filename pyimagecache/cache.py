@@ -138,6 +138,17 @@ def ensure(
     >>> disk = ensure("debian-12")  # doctest: +SKIP
     >>> disk.name  # doctest: +SKIP
     'debian-12-20260601-2496-amd64.raw'
+
+    A local file works the same way (here a raw disk, verified by its digest):
+
+    >>> import hashlib, pathlib, tempfile
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> image = bytes(512) + b"boot" + bytes(1 << 20)
+    >>> _ = (tmp / "disk.img").write_bytes(image)
+    >>> disk = ensure((tmp / "disk.img").as_uri(), tmp / "cache",
+    ...               sha256=hashlib.sha256(image).hexdigest())
+    >>> disk.read_bytes() == image, disk.suffix
+    (True, '.raw')
     """
     return ensure_phased(
         url_or_alias,

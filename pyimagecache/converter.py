@@ -105,6 +105,12 @@ def convert(
 
     >>> pyimagecache.convert("noble.img", "noble.raw", workers=2)  # doctest: +SKIP
     PosixPath('noble.raw')
+
+    >>> import pathlib, tempfile
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (tmp / "in.raw").write_bytes(b"data" + bytes(8188))
+    >>> convert(tmp / "in.raw", tmp / "out.raw").read_bytes()[:4]
+    b'data'
     """
     from .opener import open_image
 

@@ -108,6 +108,13 @@ def copy_disk(
     >>> base = pyimagecache.ensure("debian-12")  # doctest: +SKIP
     >>> copy_disk(base, "vm1.raw", size=20 << 30)  # doctest: +SKIP
     PosixPath('vm1.raw')
+
+    >>> import pathlib, tempfile
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (tmp / "base.raw").write_bytes(b"boot" + bytes(4092))
+    >>> vm = copy_disk(tmp / "base.raw", tmp / "vm.raw", size=1 << 30)
+    >>> vm.stat().st_size, vm.read_bytes()[:4]
+    (1073741824, b'boot')
     """
     src, dst = Path(src), Path(dst)
     try:

@@ -6,7 +6,9 @@ from typing import List
 
 
 def human_bytes(n: float) -> str:
-    """>>> human_bytes(1536), human_bytes(10)
+    """``n`` bytes in binary units, for people.
+
+    >>> human_bytes(1536), human_bytes(10)
     ('1.5 KiB', '10 B')
     """
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

@@ -8,7 +8,9 @@ from typing import Callable
 
 
 def positive_int(text: str) -> int:
-    """>>> positive_int("4")
+    """A whole number >= 1 (``--workers``).
+
+    >>> positive_int("4")
     4
     """
     try:

@@ -71,6 +71,13 @@ def fetch(
 
     >>> fetch("https://example.org/disk.qcow2", "disk.qcow2", sha256="ab12...")  # doctest: +SKIP
     PosixPath('disk.qcow2')
+
+    >>> import pathlib, tempfile
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (tmp / "a").write_bytes(b"hello")
+    >>> pin = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    >>> fetch(tmp / "a", tmp / "b", sha256=pin).read_bytes()
+    b'hello'
     """
     expected = Expected.parse(sha256, sha512)
     base = settings if settings is not None else DEFAULT

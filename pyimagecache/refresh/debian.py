@@ -21,7 +21,9 @@ DEBIAN_ROOT = "https://cloud.debian.org/images/cloud/"
 
 
 def image_name(version: str, arch: str, snapshot: str) -> str:
-    """>>> image_name("12", "amd64", "20260601-2496")
+    """The image's file name in a snapshot directory.
+
+    >>> image_name("12", "amd64", "20260601-2496")
     'debian-12-generic-amd64-20260601-2496.raw'
     """
     return f"debian-{version}-generic-{arch}-{snapshot}.raw"

@@ -20,7 +20,9 @@ UBUNTU_ROOT = "https://cloud-images.ubuntu.com/releases/"
 
 
 def image_name(version: str, arch: str) -> str:
-    """>>> image_name("24.04", "arm64")
+    """The image's file name in a release directory.
+
+    >>> image_name("24.04", "arm64")
     'ubuntu-24.04-server-cloudimg-arm64.img'
     """
     return f"ubuntu-{version}-server-cloudimg-{arch}.img"
