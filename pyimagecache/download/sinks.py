@@ -59,7 +59,10 @@ class FileSink:
         try:
             while view:
                 n = os.write(self.fd, view)
-                self._writeback.wrote(n, self.done)
+                if self.watcher is None:
+                    # Not while a converter reads the file as it grows: advising the kernel
+                    # to drop what was written would send those reads to the disk.
+                    self._writeback.wrote(n, self.done)
                 self.done += n
                 view = view[n:]
         except OSError as exc:
