@@ -26,6 +26,7 @@ from .catalog import CatalogSource, lookup, resolve_catalog, suggest
 from .errors import (
     CatalogError,
     ConversionError,
+    DownloadError,
     ImageCacheError,
     ImageFormatError,
     MissingExtraError,
@@ -123,6 +124,8 @@ def ensure(
     timeout: Any = None,
     retries: Optional[int] = None,
     ca_bundle: Optional[str] = None,
+    mirrors: Optional[Sequence[str]] = None,
+    offline: Optional[bool] = None,
     settings: Optional[Settings] = None,
 ) -> Path:
     """Return the path of a complete raw disk for a catalog alias or an http(s)/file URL,
@@ -132,8 +135,11 @@ def ensure(
     ``arch`` to this machine's (amd64/arm64/...). A literal URL is unverified unless ``sha256``
     or ``sha512`` is given. ``progress(done, total)`` is called during the download, then the
     conversion. ``catalog`` (a JSON path or parsed entries) replaces the embedded catalog.
-    ``timeout``, ``retries`` and ``ca_bundle`` are as for :func:`fetch`; ``settings`` gives
-    them all at once (default: from the environment, see README).
+    ``timeout``, ``retries`` and ``ca_bundle`` are as for :func:`fetch`. ``mirrors`` (default
+    ``$PYIMAGECACHE_MIRRORS``) are tried in order before upstream for a pinned file, each an
+    ``http(s)://`` or ``file://`` base holding ``BASE/HOST/PATH``, or an ``oci://REGISTRY/REPO``;
+    ``offline=True`` (``PYIMAGECACHE_OFFLINE=1``) never contacts upstream. ``settings`` gives
+    all of those at once (default: from the environment, see README).
 
     >>> disk = ensure("debian-12")  # doctest: +SKIP
     >>> disk.name  # doctest: +SKIP
@@ -160,7 +166,8 @@ def ensure(
         progress_for=lambda phase: progress,
         keep_source=keep_source,
         settings=settings,
-        overrides={"timeout": timeout, "retries": retries, "ca_bundle": ca_bundle},
+        overrides={"timeout": timeout, "retries": retries, "ca_bundle": ca_bundle,
+                   "mirrors": mirrors, "offline": offline},
     )
 
 
@@ -305,18 +312,66 @@ def _download_converting(
     progress_for: PhaseProgress,
     wanted: Sequence[str],
 ) -> Tuple[Dict[str, str], Optional[Path], str]:
-    """Download the source, converting it as it arrives where that can work (see
-    :mod:`pyimagecache.overlap`). Returns the verified digests, the converted scratch file
-    (None: convert after the download) and the format found."""
+    """Download the source from the first place that has the pinned bytes: the mirrors in
+    order, then upstream (unless offline). A mirror that fails or serves other bytes gets a
+    warning naming it, and its bytes never reach the cache (the digest decides)."""
+    from .mirrors import sources
+
+    candidates = sources(
+        request.url, settings.mirrors, pinned=bool(request.expected), offline=settings.offline
+    )
+    if not candidates:
+        raise DownloadError(
+            f"{request.label}: offline (PYIMAGECACHE_OFFLINE) and no mirror can serve "
+            f"{request.url}" + ("" if request.expected else " (an unpinned URL is only ever "
+                                "fetched from upstream)"),
+            url=request.url,
+        )
+    for number, candidate in enumerate(candidates, 1):
+        try:
+            return _download_from(
+                candidate.url, request, source, raw, settings, progress_for, wanted
+            )
+        except DownloadError as exc:
+            if candidate.mirror is None:
+                raise
+            if number == len(candidates):
+                raise DownloadError(
+                    f"{request.label}: no mirror had the pinned file and upstream is not "
+                    f"contacted (offline); the last mirror, {candidate.mirror}, said: {exc}",
+                    url=request.url,
+                ) from exc
+            _warn(
+                "mirror %s failed for %s (%s); trying %s", candidate.mirror, request.label,
+                " ".join(str(exc).split()), candidates[number].mirror or "upstream",
+            )
+    raise AssertionError("unreachable")
+
+
+def _warn(message: str, *args: object) -> None:
+    # With no logging configured, Python's last-resort handler prints warnings on stderr.
+    import logging
+
+    logging.getLogger("pyimagecache").warning(message, *args)
+
+
+def _download_from(
+    url: str,
+    request: Request,
+    source: Path,
+    raw: Path,
+    settings: Settings,
+    progress_for: PhaseProgress,
+    wanted: Sequence[str],
+) -> Tuple[Dict[str, str], Optional[Path], str]:
+    """Download the source from ``url`` (upstream's or a mirror's), converting it as it
+    arrives where that can work (see :mod:`pyimagecache.overlap`). Returns the verified
+    digests, the converted scratch file (None: convert after the download) and the format."""
     from .cachefiles import temp_sibling
     from .overlap import Overlap, SourceChanged
 
-    _log(
-        "%s: downloading %s (first run, this can take a few minutes)", request.label, request.url
-    )
-    overlap = Overlap(
-        request.url, source, request.expected, settings, progress_for("download"), wanted
-    )
+    _log("%s: downloading %s (first run, this can take a few minutes)", request.label, url)
+    overlap = Overlap(url, source, request.expected, settings, progress_for("download"), wanted)
     scratch: Optional[Path] = None
     failure: Optional[BaseException] = None
     fmt = ""

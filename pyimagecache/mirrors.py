@@ -8,6 +8,7 @@ registry holding the files as single-blob artifacts, addressed by digest.
 
 from __future__ import annotations
 
+from typing import List, NamedTuple, Optional, Sequence
 from urllib.parse import urlsplit
 
 #: Schemes a mirror base may have (``docker://`` is skopeo's spelling of ``oci://``).
@@ -31,3 +32,46 @@ def check_mirror(base: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError(f"mirror {text!r} must not have a query or fragment")
     return text.rstrip("/")
+
+
+def mirror_url(base: str, url: str) -> Optional[str]:
+    """Where an HTTP(S) or file mirror at ``base`` keeps upstream's ``url``: ``BASE/HOST/PATH``,
+    HOST as the URL spells it (with its port, if it has one). None for an OCI base (a registry
+    is asked by digest instead) and for a URL that has no host (a file:// pin).
+
+    >>> mirror_url("https://mirror.example/cache", "https://cloud.debian.org:443/images/x.qcow2")
+    'https://mirror.example/cache/cloud.debian.org:443/images/x.qcow2'
+    """
+    scheme = urlsplit(base).scheme.lower()
+    parts = urlsplit(url)
+    if scheme in ("oci", "docker") or parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    host = parts.netloc.rpartition("@")[2]  # never carry credentials to a mirror
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return f"{base.rstrip('/')}/{host}{path}"
+
+
+class Source(NamedTuple):
+    """One place to try: a mirror (``mirror`` is its base) or upstream (``mirror`` None)."""
+
+    url: str
+    mirror: Optional[str]
+
+
+def sources(url: str, mirrors: Sequence[str], *, pinned: bool, offline: bool) -> List[Source]:
+    """Where to fetch ``url`` from, in order: the HTTP/file mirrors (only for a pinned file:
+    without a digest nothing could tell a mirror's bytes from upstream's), then upstream
+    unless ``offline``.
+
+    >>> [s.url for s in sources("https://h/x", ["file:///srv/m"], pinned=True, offline=False)]
+    ['file:///srv/m/h/x', 'https://h/x']
+    """
+    out: List[Source] = []
+    if pinned:
+        for base in mirrors:
+            found = mirror_url(base, url)
+            if found is not None:
+                out.append(Source(found, base))
+    if not offline:
+        out.append(Source(url, None))
+    return out

@@ -39,8 +39,10 @@ def open_image(src: Union[PathLike, SourceFile], fmt: Optional[str] = None) -> D
     try:
         if fmt is None:
             head = source.pread(formats.SNIFF_SIZE, 0)
-            tail = source.pread(formats.TAIL_SIZE, source.size - formats.TAIL_SIZE)
-            fmt = formats.detect(head, tail if source.size >= formats.TAIL_SIZE else b"")
+            tail = b""
+            if source.size >= formats.TAIL_SIZE:
+                tail = source.pread(formats.TAIL_SIZE, source.size - formats.TAIL_SIZE)
+            fmt = formats.detect(head, tail)
         target = READERS.get(fmt)
         if target is None:
             from .errors import UnsupportedFormatError

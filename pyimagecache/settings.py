@@ -193,10 +193,15 @@ class Settings(_SettingsFields):
         timeout: Optional[TimeoutArg] = None,
         retries: Optional[Union[int, Retry]] = None,
         ca_bundle: Optional[str] = None,
+        **fields: Any,
     ) -> Settings:
-        """These settings with the keyword arguments a caller of ``fetch`` or ``ensure`` gave
-        (those not None) on top; ``retries`` keeps the backoff and changes only the count."""
-        changes: dict[str, Any] = {}
+        """These settings with what a caller of ``fetch`` or ``ensure`` gave (the arguments
+        that are not None) on top; ``retries`` keeps the backoff and changes only the count.
+
+        >>> Settings().overridden(retries=2, offline=True).retry.total
+        2
+        """
+        changes: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
         if timeout is not None:
             changes["timeout"] = timeout
         if retries is not None:

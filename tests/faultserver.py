@@ -89,6 +89,8 @@ class FaultServer:
         self.weak_etag = weak_etag
         self.content_encoding = content_encoding  # sent as is; the body is never encoded
         self.downgrade_port = 1
+        #: Where the file is served (a test may move it, e.g. to a mirror's BASE/HOST/PATH).
+        self.path = "/file"
         self._log: List[Optional[Request]] = []
         self._faults: List[str] = []
         self._lock = threading.Lock()
@@ -236,7 +238,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._plain(302, (("Location", "/loop/b"),))
         if path == "/loop/b":
             return self._plain(302, (("Location", "/loop/a"),))
-        if path != "/file":
+        if path != self.fs.path:
             return self._plain(404)
         name, arg = self.fs._next_fault()
         fs = self.fs

@@ -91,7 +91,7 @@ BAD_USAGE: List[List[str]] = [
 ]
 
 
-def cli(*args: str, env: Any = None) -> "subprocess.CompletedProcess[str]":
+def cli(*args: str, env: Any = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pyimagecache", *args], capture_output=True,
                           text=True, env=env, timeout=60)
 

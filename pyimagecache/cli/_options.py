@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._types import count, existing_file, seconds
+from ._types import count, existing_file, mirror, seconds
 
 
 def add_network_options(parser: argparse.ArgumentParser) -> None:
@@ -23,10 +23,28 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from(args: argparse.Namespace, **more: Any) -> Any:
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    """Where ensure may fetch from, besides upstream."""
+    parser.add_argument(
+        "--mirror", dest="mirrors", action="append", type=mirror, metavar="BASE",
+        help="try BASE first (http(s)://, file:// or oci://REGISTRY/REPO; repeatable; "
+        "default: $PYIMAGECACHE_MIRRORS)",
+    )
+    parser.add_argument(
+        "--offline", action="store_true", default=None,
+        help="never contact upstream, only the mirrors (default: $PYIMAGECACHE_OFFLINE)",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> Any:
     """The library's Settings: the environment's, then what the command line says."""
     from ..settings import Settings
 
     timeout = None if args.timeout is None else (min(args.timeout, 30.0), args.timeout)
-    base = Settings.from_environment(**more)
-    return base.overridden(timeout=timeout, retries=args.retries, ca_bundle=args.ca_bundle)
+    return Settings.from_environment().overridden(
+        timeout=timeout,
+        retries=args.retries,
+        ca_bundle=args.ca_bundle,
+        mirrors=getattr(args, "mirrors", None),
+        offline=getattr(args, "offline", None),
+    )

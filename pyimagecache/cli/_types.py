@@ -77,3 +77,13 @@ def existing_file(text: str) -> str:
     if not os.path.isfile(text):
         raise argparse.ArgumentTypeError(f"{text} is not a file")
     return text
+
+
+def mirror(text: str) -> str:
+    """A mirror base (``--mirror``), checked as the library checks ``PYIMAGECACHE_MIRRORS``."""
+    from ..mirrors import check_mirror
+
+    try:
+        return check_mirror(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any, Callable, List, Optional
 
-from ._options import add_network_options, settings_from
+from ._options import add_network_options, add_source_options, settings_from
 from ._output import human_bytes, print_table
 from ._types import digest, size
 
@@ -38,6 +38,7 @@ def register(sub: Any) -> None:
     p.add_argument("--keep-source", action="store_true",
                    help="keep the downloaded source next to the raw disk")
     add_network_options(p)
+    add_source_options(p)
     p.set_defaults(func=cmd_ensure)
 
     p = sub.add_parser(
