@@ -113,6 +113,8 @@ class VhdxWriter:
         self.sequence_numbers = (10, 11)
         self.layout = Layout()
         self.truncate_to: Optional[int] = None
+        self.metadata_length = MiB  # compact seeds use less (at least 64 KiB + the items)
+        self.bat_length: Optional[int] = None  # default: the entries, rounded up to 1 MiB
 
     # -- contents --------------------------------------------------------------------------
     def data(self, block: int, content: bytes) -> None:
@@ -147,9 +149,10 @@ class VhdxWriter:
         entries = blocks + (blocks - 1) // lay.chunk_ratio if blocks else 0
         lay.log_offset, lay.log_length = MiB, self.log_length
         lay.metadata_offset = lay.log_offset + self.log_length
+        lay.metadata_length = self.metadata_length
         lay.bat_offset = lay.metadata_offset + lay.metadata_length
-        lay.bat_length = max(MiB, -(-entries * 8 // MiB) * MiB)
-        pos = lay.bat_offset + lay.bat_length
+        lay.bat_length = self.bat_length or max(MiB, -(-entries * 8 // MiB) * MiB)
+        pos = -(-(lay.bat_offset + lay.bat_length) // MiB) * MiB
         for _guid, offset, length, _flags in self.extra_regions:
             pos = max(pos, -(-(offset + length) // MiB) * MiB)
         default = FULLY_PRESENT if self.fixed else NOT_PRESENT

@@ -34,12 +34,56 @@ def _tables() -> List[List[int]]:
 
 _T = _tables()
 
+#: Zero runs are common (a 64 KiB region table holds a few hundred bytes): the CRC register
+#: after N zero bytes is a linear function of the register before, so a run of ZERO_RUN zeros
+#: costs at most 32 XORs instead of N table steps. The columns come from squaring the one-byte
+#: step, as zlib's crc32_combine does.
+ZERO_RUN = 512
+_ZEROS = bytes(ZERO_RUN)
+
+
+def _apply(columns: List[int], c: int) -> int:
+    out = 0
+    i = 0
+    while c:
+        if c & 1:
+            out ^= columns[i]
+        c >>= 1
+        i += 1
+    return out
+
+
+def _zero_operator(count: int) -> List[int]:
+    t0 = _T[0]
+    columns = [(1 << i >> 8) ^ t0[(1 << i) & 0xFF] for i in range(32)]  # one zero byte
+    n = 1
+    while n < count:  # count is a power of two
+        columns = [_apply(columns, col) for col in columns]
+        n *= 2
+    return columns
+
+
+_ZERO_COLUMNS = _zero_operator(ZERO_RUN)
+
 
 def crc32c_python(data: Bytes, crc: int = 0) -> int:
     """CRC-32C of ``data`` continuing from ``crc`` (the value of the bytes before it)."""
-    t0, t1, t2, t3, t4, t5, t6, t7 = _T
     view = memoryview(data).cast("B")
     c = crc ^ 0xFFFFFFFF
+    n = len(view)
+    start = 0
+    if n >= 2 * ZERO_RUN:
+        for pos in range(0, n - n % ZERO_RUN, ZERO_RUN):
+            if view[pos : pos + ZERO_RUN] == _ZEROS:
+                c = _update(c, view[start:pos])
+                c = _apply(_ZERO_COLUMNS, c)
+                start = pos + ZERO_RUN
+    return _update(c, view[start:]) ^ 0xFFFFFFFF
+
+
+def _update(c: int, view: memoryview) -> int:
+    """The CRC register after the bytes of ``view``, slicing by 8."""
+    t0, t1, t2, t3, t4, t5, t6, t7 = _T
     n = len(view)
     whole = n - n % 8
     for lo, hi in struct.iter_unpack("<II", view[:whole]):
@@ -50,7 +94,7 @@ def crc32c_python(data: Bytes, crc: int = 0) -> int:
         )  # fmt: skip
     for byte in view[whole:]:
         c = (c >> 8) ^ t0[(c ^ byte) & 0xFF]
-    return c ^ 0xFFFFFFFF
+    return c
 
 
 def _pick() -> Tuple[str, Callable[[Bytes, int], int]]:
