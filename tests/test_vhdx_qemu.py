@@ -8,17 +8,17 @@ with what qemu reads after replaying the log into a copy (``qemu-img check -r al
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Set, Tuple, Union
+from typing import Any, List, Sequence, Tuple, Union
 
 import pytest
 from conftest import require_tool
+from test_qcow2_qemu import data_blocks, qemu_info, run, source_raw
 from vhdxwriter import (
     FULLY_PRESENT,
     UNDEFINED,
@@ -42,51 +42,6 @@ GiB = 1 << 30
 def tools() -> None:
     require_tool("qemu-img")
     require_tool("qemu-io")
-
-
-def run(*args: str) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(args)}: {proc.stderr}{proc.stdout}"
-    return proc.stdout
-
-
-def source_raw(path: Path, size: int, seed: int = 0) -> Path:
-    """Random runs, text and zero holes, like a cloud image's disk."""
-    rng = random.Random(seed)
-    out = bytearray()
-    while len(out) < size:
-        n = rng.choice([512, 4096, 65536, 300_000, 2 * MiB])
-        pick = rng.random()
-        if pick < 0.35:
-            out += rng.randbytes(n)
-        elif pick < 0.55:
-            out += (b"cloud-init %d\n" % rng.randrange(10**6)) * (n // 18 + 1)
-        else:
-            out += bytes(n)
-    path.write_bytes(bytes(out[:size]))
-    return path
-
-
-def qemu_info(image: Path) -> Dict[str, Any]:
-    result: Dict[str, Any] = json.loads(run("qemu-img", "info", "--output=json", str(image)))
-    return result
-
-
-def data_blocks(path: Path, block: int) -> Set[int]:
-    found: Set[int] = set()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size, pos = os.fstat(fd).st_size, 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:
-                break
-            pos = os.lseek(fd, start, os.SEEK_HOLE)
-            found.update(range(start // block, -(-pos // block)))
-    finally:
-        os.close(fd)
-    return found
 
 
 def same_files(a: Path, b: Path) -> None:

@@ -182,3 +182,35 @@ def test_concurrent_reads_agree() -> None:
             for t in threads:
                 t.join()
         assert not errors
+
+
+def test_reads_a_download_still_arriving(tmp_path: Path) -> None:
+    """Through a GrowingFile: open waits for the metadata it reads, convert for each block."""
+    from pyimagecache.sourcefile import GrowingFile
+
+    w = VhdxWriter(6 * MiB, block_size=MiB)
+    rng = random.Random(11)
+    for block in (0, 3, 5):
+        w.data(block, rng.randbytes(MiB))
+    data = w.build()
+    path = tmp_path / "partial.vhdx"
+    path.write_bytes(b"")
+    growing = GrowingFile(path, len(data))
+
+    def download() -> None:
+        with open(path, "r+b") as f:
+            for pos in range(0, len(data), 256 << 10):
+                f.write(data[pos : pos + (256 << 10)])
+                f.flush()
+                growing.grew(min(len(data), pos + (256 << 10)))
+        growing.finish()
+
+    feeder = threading.Thread(target=download)
+    feeder.start()
+    try:
+        with open_image(growing) as img:
+            out = tmp_path / "out.raw"
+            convert_image(img, out, ConvertOptions(workers=2, measure=False))
+    finally:
+        feeder.join()
+    assert out.read_bytes() == w.expected()
