@@ -334,6 +334,20 @@ def log_too_big_to_replay() -> bytes:
     return w.build()
 
 
+def log_of_overlapping_headers() -> bytes:
+    """Every log sector starts an entry as long as the log whose checksum fails: the CRC work
+    stops at its budget instead of checksumming the log once per sector."""
+    w = writer()
+    w.log_length = 2 * MiB
+    w.log_guid = uuid.uuid4().bytes_le
+    img = bytearray(w.build())
+    for pos in range(0, 2 * MiB, 4096):
+        struct.pack_into(
+            "<4sIIIQII16sQQ", img, MiB + pos, b"loge", 1, 2 * MiB, 0, 5, 0, 0, w.log_guid, 0, 0
+        )
+    return bytes(img)
+
+
 Case = Tuple[str, Callable[[], bytes], Type[VhdxError], str]
 
 CASES: List[Case] = [
@@ -412,6 +426,8 @@ CASES: List[Case] = [
      VhdxCorruptError, r"past the end"),
     ("log-flushed-past-eof", log_flushed_past_eof, VhdxCorruptError,
      r"log entry 3 .*FlushedFileOffset .*truncated"),
+    ("log-crc-budget", log_of_overlapping_headers, VhdxCorruptError,
+     r"log at 0x100000: too many overlapping candidate entries"),
     ("log-too-big", log_too_big_to_replay, VhdxUnsupportedError,
      r"unreplayed entries .*qemu-img check -r all"),
 ]  # fmt: skip
