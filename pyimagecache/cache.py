@@ -31,6 +31,7 @@ from .errors import (
     ImageFormatError,
     MissingExtraError,
     UnknownImageError,
+    UnsupportedFormatError,
 )
 from .hashing import Expected, file_digests
 from .settings import Settings
@@ -268,9 +269,10 @@ def _conversion_failed(
     _remove(raw)
     if isinstance(exc, ImageFormatError):
         _remove(source)
-        if type(exc).__name__ == "UnsupportedFormatError":
+        if isinstance(exc, UnsupportedFormatError):
             return exc  # already names the format and what is supported
-        return ConversionError(
+        # The same class (VmdkCorruptError, ContainerError, ...), saying whose fault it was.
+        return exc.with_message(
             f"{request.label}: the source {source.name} ({fmt}) is at fault, removed it: {exc}"
         )
     if isinstance(exc, MissingExtraError):

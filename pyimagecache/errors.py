@@ -19,6 +19,10 @@ from typing import Any, Optional
 class ImageCacheError(Exception):
     """Base class of every error raised by pyimagecache."""
 
+    def with_message(self, message: str) -> ImageCacheError:
+        """A copy of this error (same class, same attributes) saying ``message``."""
+        return _rebuild(type(self), (message,), dict(self.__dict__))
+
     def __reduce__(self) -> Any:
         # Rebuild from the message alone, then restore the attributes: works for subclasses
         # whose __init__ takes other arguments than the message (the default pickling calls

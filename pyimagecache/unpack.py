@@ -223,12 +223,20 @@ def _copy(stream: object, fd: int, start: int, end: int) -> int:
 
 
 def _looks_like_disk(member: tarfile.TarInfo) -> bool:
-    base = member.name.rstrip("/").rpartition("/")[2].lower()
+    base = _member_base(member).lower()
     return base == "disk" or any(base.endswith(ext) for ext in DISK_EXTENSIONS)
 
 
+def _member_base(member: tarfile.TarInfo) -> str:
+    return member.name.rstrip("/").rpartition("/")[2]
+
+
 def _from_tar(stream: object, fd: int, name: str) -> str:
+    """Unpack the one disk of a tar: the disk an OVF descriptor names first (an OVA, a
+    VirtualBox Vagrant box), else the only member that looks like a disk image (a libvirt
+    Vagrant box's box.img, a plain tar). Members are only ever streamed into ``fd``."""
     chosen: Optional[tarfile.TarInfo] = None
+    wanted: Optional[str] = None  # the file the OVF descriptor names, once it was read
     payload = formats.RAW
     seen: List[str] = []
     try:
@@ -236,7 +244,15 @@ def _from_tar(stream: object, fd: int, name: str) -> str:
         with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 seen.append(member.name)
-                if not (member.isreg() and _looks_like_disk(member)):
+                if not member.isreg():
+                    continue
+                if _member_base(member).lower().endswith(".ovf") and chosen is None:
+                    wanted = _ovf_choice(tar, member, name)
+                    continue
+                if wanted is not None:
+                    if _member_base(member) != wanted:
+                        continue  # another file of the package (a manifest, a second disk)
+                elif not _looks_like_disk(member):
                     continue
                 if chosen is not None:
                     raise ContainerError(
@@ -244,30 +260,62 @@ def _from_tar(stream: object, fd: int, name: str) -> str:
                         f"({chosen.name!r} and {member.name!r}); expected exactly one"
                     )
                 chosen = member
-                body = tar.extractfile(member)
-                if body is None:  # pragma: no cover - isreg() members always have a body
-                    raise ContainerError(f"{name}: cannot read tar member {member.name!r}")
-                head = body.read(formats.SNIFF_SIZE)
-                payload = formats.detect(head)
-                _check_payload(payload, name, f"{member.name!r} in the tar archive")
-                write_sparse(fd, 0, head)
-                done = _copy(body, fd, len(head), member.size)
-                if done != member.size:
-                    raise ContainerError(
-                        f"{name}: tar member {member.name!r} is truncated: header says "
-                        f"{member.size} bytes, archive holds {done}"
-                    )
-                os.ftruncate(fd, member.size)
-                payload = _with_trailer(fd, head, member.size)
-                _check_payload(payload, name, f"{member.name!r} in the tar archive")
+                payload = _unpack_member(tar, member, fd, name)
     except tarfile.TarError as exc:
         raise ContainerError(f"{name}: corrupt tar archive: {exc}") from exc
     if chosen is None:
         listed = ", ".join(repr(n) for n in seen[:8]) + (", ..." if len(seen) > 8 else "")
+        if wanted is not None:
+            raise ContainerError(
+                f"{name}: the OVF descriptor names disk file {wanted!r}, which the archive does "
+                f"not hold (or holds before the descriptor); members: {listed}"
+            )
         raise ContainerError(
             f"{name}: tar archive holds no disk image (a regular file named disk or "
             f"*{', *'.join(DISK_EXTENSIONS)}); members: {listed or 'none'}"
         )
+    return payload
+
+
+def _ovf_choice(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> str:
+    """The base name of the disk file the OVF descriptor ``member`` names (its only disk)."""
+    from .ovf import MAX_DESCRIPTOR, disk_files
+
+    body = tar.extractfile(member)
+    if body is None or member.size > MAX_DESCRIPTOR:
+        raise ContainerError(f"{name}: OVF descriptor {member.name!r} is unreadable or too large")
+    disks = disk_files(body.read(MAX_DESCRIPTOR + 1), f"{name}: {member.name}")
+    if not disks:
+        raise ContainerError(f"{name}: OVF descriptor {member.name!r} lists no disk")
+    if len(disks) > 1:
+        raise UnsupportedFormatError(
+            f"{name} (an OVF package with {len(disks)} disks: {', '.join(disks)})",
+            "multi-disk OVF",
+            formats.CONVERTIBLE,
+        )
+    href = disks[0]
+    if "/" in href or "\\" in href or href in ("", ".", ".."):
+        raise ContainerError(f"{name}: OVF disk file {href!r} is not a plain file name")
+    return href
+
+
+def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int, name: str) -> str:
+    """Stream one tar member into ``fd`` sparsely; its payload format."""
+    body = tar.extractfile(member)
+    if body is None:  # pragma: no cover - isreg() members always have a body
+        raise ContainerError(f"{name}: cannot read tar member {member.name!r}")
+    head = body.read(formats.SNIFF_SIZE)
+    _check_payload(formats.detect(head), name, f"{member.name!r} in the tar archive")
+    write_sparse(fd, 0, head)
+    done = _copy(body, fd, len(head), member.size)
+    if done != member.size:
+        raise ContainerError(
+            f"{name}: tar member {member.name!r} is truncated: header says "
+            f"{member.size} bytes, archive holds {done}"
+        )
+    os.ftruncate(fd, member.size)
+    payload = _with_trailer(fd, head, member.size)
+    _check_payload(payload, name, f"{member.name!r} in the tar archive")
     return payload
 
 

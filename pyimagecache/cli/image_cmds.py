@@ -91,13 +91,13 @@ def human_lines(facts: Dict[str, Any]) -> list[str]:
             lines.append(f"backing file format: {facts['backing-filename-format']}")
     if "snapshots-count" in facts:
         lines.append(f"snapshots: {facts['snapshots-count']}")
-    specific = facts.get("format-specific", {}).get("data", {})
-    if specific or "dirty-flag" in facts:
+    if "format-specific" in facts:  # as qemu-img: only formats that have such fields
         lines.append("format specific information:")
-    for key, value in specific.items():
-        lines.append(f"    {key}: {str(value).lower() if isinstance(value, bool) else value}")
-    if "dirty-flag" in facts:
-        lines.append(f"    dirty: {str(facts['dirty-flag']).lower()}")
+        for key, value in facts["format-specific"].get("data", {}).items():
+            shown = str(value).lower() if isinstance(value, bool) else value
+            lines.append(f"    {key}: {shown}")
+        if "dirty-flag" in facts:
+            lines.append(f"    dirty: {str(facts['dirty-flag']).lower()}")
     lines.append("allocation:")
     for kind, nbytes in facts["allocation"].items():
         share = nbytes * 100 / size if size else 0.0
