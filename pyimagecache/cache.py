@@ -22,7 +22,7 @@ from ._lock import FileLock
 from ._progress import ProgressCallback
 from .cachedir import resolve_cache_dir
 from .cachefiles import EntryNames, alias_names, is_url, url_names
-from .catalog import CatalogSource, lookup, resolve_catalog, suggest
+from .catalog import CatalogSource, ImageInfo, lookup, resolve_catalog, suggest
 from .errors import (
     CatalogError,
     ConversionError,
@@ -61,6 +61,8 @@ class Request:
     alias: Optional[str] = None
     snapshot: Optional[str] = None
     arch: Optional[str] = None
+    info: Optional[ImageInfo] = None  # the catalog entry, for an alias
+    fallback_from: Optional[str] = None  # the pinned snapshot this one stands in for
 
     @property
     def label(self) -> str:
@@ -97,6 +99,7 @@ def resolve(
         alias=url_or_alias,
         snapshot=info.snapshot,
         arch=key,
+        info=info,
     )
 
 
@@ -191,9 +194,91 @@ def ensure_phased(
     raw = directory / request.names.raw
     if raw.exists() and _still_valid(request, raw):
         return raw
+    if request.alias is not None:
+        stand_in = _existing_fallback(request, directory)  # the pin aged out before
+        if stand_in is not None:
+            return stand_in
     base = settings if settings is not None else Settings.from_environment()
     settings = base.overridden(**(overrides or {}))
-    return build(request, directory, progress_for, settings, keep_source=keep_source)
+    try:
+        return build(request, directory, progress_for, settings, keep_source=keep_source)
+    except DownloadError as exc:
+        if request.alias is None or exc.status not in AGED_OUT or exc.url != request.url:
+            raise
+        return _after_aged_out_pin(request, directory, progress_for, settings, exc,
+                                   keep_source=keep_source)
+
+
+#: Statuses that say a pinned snapshot is gone upstream (pruned), not that the network failed.
+AGED_OUT = (404, 410)
+
+
+def _after_aged_out_pin(
+    request: Request,
+    directory: Path,
+    progress_for: PhaseProgress,
+    settings: Settings,
+    gone: DownloadError,
+    *,
+    keep_source: bool,
+) -> Path:
+    """The pinned snapshot answered 404/410: refuse (strict), or use the newest complete
+    snapshot of the same release, verified against upstream's checksum file, cached under its
+    own stamped name, with a warning and ``fallback_from`` in its sidecar."""
+    assert request.alias is not None and request.info is not None and request.arch is not None
+    fix = (
+        "run `pyimagecache catalog refresh` for a catalog of your own, or upgrade pyimagecache "
+        "for a newer embedded catalog"
+    )
+    if settings.strict:
+        raise DownloadError(
+            f"{request.alias}: the pinned snapshot {request.snapshot} is gone upstream "
+            f"(HTTP {gone.status} for {request.url}) and strict mode forbids a fallback; {fix}",
+            url=request.url,
+            status=gone.status,
+        ) from gone
+    from .refresh.fallback import newer_pin
+
+    try:
+        pin = newer_pin(request.alias, request.info, request.arch, settings=settings,
+                        keyring=settings.keyring)
+    except ImageCacheError as exc:
+        raise DownloadError(
+            f"{request.alias}: the pinned snapshot {request.snapshot} is gone upstream (HTTP "
+            f"{gone.status}) and no newer one could be used: {exc}; {fix}",
+            url=request.url,
+            status=gone.status,
+        ) from exc
+    _warn(
+        "%s: pinned snapshot %s is gone upstream; using the newer %s, verified against %s%s",
+        request.alias, request.snapshot, pin.snapshot, pin.source,
+        "" if pin.verified_signature else " (its signature not checked: no keyring given)",
+    )
+    stand_in = Request(
+        url=pin.url,
+        expected=pin.expected,
+        names=alias_names(request.alias, pin.snapshot, request.arch, pin.url),
+        alias=request.alias,
+        snapshot=pin.snapshot,
+        arch=request.arch,
+        info=request.info,
+        fallback_from=request.snapshot,
+    )
+    return build(stand_in, directory, progress_for, settings, keep_source=keep_source)
+
+
+def _existing_fallback(request: Request, directory: Path) -> Optional[Path]:
+    """A disk an earlier fallback cached for this pin, found without the network."""
+    from .cachefiles import cache_stem
+
+    pattern = cache_stem(str(request.alias), "*", str(request.arch)) + ".raw"
+    if not directory.is_dir():
+        return None
+    for raw in sorted(directory.glob(pattern), reverse=True):
+        record = read_sidecar(raw)
+        if record.get("fallback_from") == request.snapshot and record.get("alias") == request.alias:
+            return raw
+    return None
 
 
 def _still_valid(request: Request, raw: Path) -> bool:
@@ -256,6 +341,7 @@ def build(
                 "arch": request.arch,
                 "source_format": fmt,
                 "size": raw.stat().st_size,
+                "fallback_from": request.fallback_from,
             },
         )
     return raw

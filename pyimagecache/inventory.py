@@ -31,6 +31,7 @@ class Entry:
     url: Optional[str]
     pinned: Optional[bool]
     created: Optional[str]
+    fallback_from: Optional[str] = None  # the aged-out pinned snapshot this one replaced
 
 
 def _pinned_stems(entries: Mapping[str, ImageInfo]) -> Dict[str, Tuple[str, str, str]]:
@@ -76,7 +77,7 @@ def list_entries(directory: Path, entries: Mapping[str, ImageInfo]) -> List[Entr
         sidecar = read_sidecar(raw)
         stem = raw.name[: -len(cachefiles.RAW)]
         alias, snapshot, arch, is_pinned = _describe(stem, sidecar, pinned, entries)
-        url, created = sidecar.get("url"), sidecar.get("created")
+        url, created, instead = (sidecar.get(k) for k in ("url", "created", "fallback_from"))
         out.append(
             Entry(
                 path=raw,
@@ -88,6 +89,7 @@ def list_entries(directory: Path, entries: Mapping[str, ImageInfo]) -> List[Entr
                 url=url if isinstance(url, str) else None,
                 pinned=is_pinned,
                 created=created if isinstance(created, str) else None,
+                fallback_from=instead if isinstance(instead, str) else None,
             )
         )
     return out

@@ -145,6 +145,7 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
                 "url": e.url,
                 "pinned": e.pinned,
                 "created": e.created,
+                "fallback_from": e.fallback_from,
             }
             for e in entries
         ], indent=2))
@@ -153,6 +154,8 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
     rows = [["NAME", "APPARENT", "ALLOCATED", "SNAPSHOT", "PINNED"]]
     for e in entries:
         pinned = {True: "yes", False: "no", None: "url"}[e.pinned]
+        if e.fallback_from:
+            pinned = f"fallback for {e.fallback_from}"
         rows.append([e.path.name, human_bytes(e.apparent), human_bytes(e.allocated),
                      e.snapshot or "-", pinned])
     print_table(rows)
