@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from vdiwriter import BLOCK, DYNAMIC, STATIC, ZERO, VdiWriter
 
 from pyimagecache.converter import ConvertOptions, convert_image
-from pyimagecache.diskimage import DATA, UNALLOCATED, ZERO as ZERO_KIND
+from pyimagecache.diskimage import DATA, UNALLOCATED
+from pyimagecache.diskimage import ZERO as ZERO_KIND
 from pyimagecache.opener import open_image
 
 SETTINGS = settings(
