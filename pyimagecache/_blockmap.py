@@ -36,7 +36,7 @@ def find_overlap(starts: array, length: int) -> Optional[Tuple[int, int]]:  # ty
     if all(b - a >= length for a, b in zip(starts, starts[1:])):
         return None
     chunks = [
-        array("Q", sorted(starts[pos : pos + _SORT_CHUNK]))
+        array(starts.typecode, sorted(starts[pos : pos + _SORT_CHUNK]))
         for pos in range(0, len(starts), _SORT_CHUNK)
     ]
     previous: Optional[int] = None

@@ -183,7 +183,7 @@ class VdiImage(DiskImage):
         """Every allocated entry is a block of the data area below blocks_allocated, inside
         the file, and used once (qemu-img check's rules; qemu's reads trust the entries)."""
         hdr, size, entries = self.header, self.file.size, self._entries
-        indices = array("Q")
+        indices = array("I")
         index, count = 0, len(entries)
         while index < count:
             index = run_end(self._bmap, index, count, _NOT_ALLOCATED_BYTES)

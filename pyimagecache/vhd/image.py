@@ -182,18 +182,12 @@ class VhdImage(DiskImage):
         assert hdr is not None
         size, entries = self.file.size, self._entries
         stride = hdr.bitmap_size + hdr.block_size
-        allocated = len(entries) - entries.count(UNALLOCATED_ENTRY)
-        if allocated * stride > size:
-            raise _corrupt(
-                f"BAT at {hdr.table_offset:#x}: {allocated} allocated blocks of {stride} bytes "
-                f"(bitmap and data) cannot all fit in the {size}-byte file: some overlap"
-            )
         metadata = (
             (0, FOOTER_SIZE),
             (hdr.offset, hdr.offset + DYNAMIC_HEADER_SIZE),
             (hdr.table_offset, hdr.table_offset + 4 * len(entries)),
         )
-        starts = array("Q")
+        starts = array("I")
         index, count = 0, len(entries)
         while index < count:
             index = run_end(self._bat, index, count, _UNALLOCATED_BYTES)
@@ -213,6 +207,11 @@ class VhdImage(DiskImage):
                     raise _corrupt(f"{where}: block at {start:#x} overlaps the metadata at {lo:#x}")
             starts.append(entries[index])
             index += 1
+        if len(starts) * stride > size:  # then some overlap: no need to sort them to know
+            raise _corrupt(
+                f"BAT at {hdr.table_offset:#x}: {len(starts)} allocated blocks of {stride} "
+                f"bytes (bitmap and data) cannot all fit in the {size}-byte file: some overlap"
+            )
         clash = find_overlap(starts, stride // SECTOR)
         if clash is not None:
             first = entries.index(clash[0])
