@@ -73,3 +73,14 @@ def test_reads_and_converts(tmp_path: Path, w: VdiWriter, seed: int) -> None:
             out.unlink()
         convert_image(img, out, ConvertOptions(workers=2))
     assert out.read_bytes() == expected
+
+
+def test_converts_while_downloading(tmp_path: Path) -> None:
+    from growing import convert_while_growing
+
+    rng = random.Random(5)
+    w = VdiWriter(6 * BLOCK + 512, order=[5, 1, 2])
+    for index in (1, 2, 5):
+        w[index] = rng.randbytes(BLOCK // 3)
+    w[3] = ZERO
+    assert convert_while_growing(bytes(w.build().data), tmp_path, ".vdi") == w.expected()

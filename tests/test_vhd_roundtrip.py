@@ -154,3 +154,18 @@ def test_large_empty_bat_is_fast(tmp_path: Path, entries: int) -> None:
         kinds = [(e.kind, e.length) for e in img.extents()]
         assert kinds == [(UNALLOCATED, (entries - 1) * 4096), (DATA, 4096)]
         assert img.read(w.size - 4096, 4) == b"last"
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_converts_while_downloading(tmp_path: Path, fixed: bool) -> None:
+    from growing import convert_while_growing
+
+    rng = random.Random(5)
+    if fixed:
+        w = VhdWriter(64 * 4096, disk_type=FIXED)
+        w.fixed_data = rng.randbytes(40 * 4096)
+    else:
+        w = VhdWriter(64 * 4096, block_size=4096, order=[9, 3, 40, 0])
+        for index in (0, 3, 9, 40):
+            w[index] = Block(rng.randbytes(4096), bitmap(rng, 8, "runs"))
+    assert convert_while_growing(bytes(w.build().data), tmp_path, ".vhd", 4096) == w.expected()
