@@ -10,7 +10,8 @@ import re
 from array import array
 from typing import Dict, Iterable, Iterator, Optional, Pattern, Tuple
 
-from .diskimage import Extent
+from .diskimage import DiskImage, Extent
+from .sourcefile import SourceFile
 
 _RUNS: Dict[bytes, Pattern[bytes]] = {}
 #: Values sorted at a time by :func:`find_overlap` (a list of Python ints is ~36 bytes per
@@ -64,3 +65,21 @@ def merged(runs: Iterable[Extent]) -> Iterator[Extent]:
 def actual_size(fd: int) -> int:
     """``qemu-img info``'s actual-size: the bytes the file occupies on the disk."""
     return os.fstat(fd).st_blocks * 512
+
+
+class SourceImage(DiskImage):
+    """A reader of one :class:`SourceFile`, which it closes."""
+
+    def __init__(self, source: SourceFile) -> None:
+        self.file = source
+        self.path = source.path
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> SourceImage:
+        return self
+
+    def _check_open(self) -> None:
+        if self.file.fd < 0:
+            raise ValueError(f"I/O operation on a closed {self.format} image")

@@ -15,8 +15,8 @@ import sys
 from array import array
 from typing import Any, Dict, Iterator, NamedTuple
 
-from ._blockmap import actual_size, find_overlap, merged, run_end
-from .diskimage import DATA, UNALLOCATED, ZERO, DiskImage, Extent
+from ._blockmap import SourceImage, actual_size, find_overlap, merged, run_end
+from .diskimage import DATA, UNALLOCATED, ZERO, Extent
 from .errors import VdiCorruptError, VdiUnsupportedError
 from .sourcefile import SourceFile
 
@@ -134,7 +134,7 @@ def parse_header(raw: bytes, file_size: int) -> Header:
     return hdr
 
 
-class VdiImage(DiskImage):
+class VdiImage(SourceImage):
     """An open static or dynamic VDI. Use :func:`open_image`."""
 
     format = "vdi"
@@ -142,8 +142,7 @@ class VdiImage(DiskImage):
     has_backing = False
 
     def __init__(self, source: SourceFile) -> None:
-        self.file = source
-        self.path = source.path
+        super().__init__(source)
         try:
             self.header = parse_header(self.file.pread(HEADER_SIZE, 0), self.file.size)
             # qemu rounds an odd disk size (VBoxManage convertfromraw makes them) up to a sector.
@@ -219,18 +218,8 @@ class VdiImage(DiskImage):
     def image_type(self) -> str:
         return TYPE_NAMES[self.header.image_type]
 
-    def close(self) -> None:
-        self.file.close()
-
-    def __enter__(self) -> VdiImage:
-        return self
-
     def __repr__(self) -> str:
         return f"<VdiImage {str(self.path)!r} {self.image_type} {self.virtual_size} bytes>"
-
-    def _check_open(self) -> None:
-        if self.file.fd < 0:
-            raise ValueError("I/O operation on a closed VDI image")
 
     # -- mapping and reading ----------------------------------------------------------------
     def extents(self) -> Iterator[Extent]:

@@ -5,11 +5,20 @@ footer), with big- and little-endian values that sit on the formats' limits."""
 
 from __future__ import annotations
 
+import importlib
 import random
+import signal
 import struct
+import sys
 import time
 from pathlib import Path
-from typing import Callable, List
+from types import FrameType
+from typing import Callable, Iterator, List, Optional
+
+import pytest
+
+FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
+sys.path.insert(0, str(FUZZ))
 
 INTERESTING = [0, 1, 2**31, 2**32 - 1, 2**32 - 2, 512, 4096, 1 << 20, 2**63, 2**64 - 1, 0xFF000000]
 #: Seconds one input may take, at most (open, walk, read, convert).
@@ -67,3 +76,45 @@ def replay(
             raise AssertionError(f"mutation {i} (seed {seed}, saved as {name}): {exc!r}") from exc
         elapsed = time.monotonic() - started
         assert elapsed < CASE_SECONDS, f"mutation {i} (seed {seed}) took {elapsed:.1f} s"
+
+
+class CorpusReplay:
+    """The replay tests of one format's corpus; a module subclasses it as ``Test...`` with
+    ``fmt`` set (fuzz/fuzz_<fmt>.py provides ``check_one``)."""
+
+    fmt = ""
+
+    @pytest.fixture(autouse=True)
+    def no_hang(self) -> Iterator[None]:
+        def expired(signum: int, frame: Optional[FrameType]) -> None:
+            raise TimeoutError("a corpus input hangs the reader")
+
+        old = signal.signal(signal.SIGALRM, expired)
+        signal.alarm(300)
+        try:
+            yield
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+
+    def corpus(self) -> List[Path]:
+        return sorted((FUZZ / "corpus" / self.fmt).glob(f"*.{self.fmt}"))
+
+    def check_one(self, data: bytes, workdir: str) -> None:
+        check: Callable[[bytes, str], None] = importlib.import_module(f"fuzz_{self.fmt}").check_one
+        check(data, workdir)
+
+    def test_corpus_is_present_and_small(self) -> None:
+        assert len(self.corpus()) >= 4
+        assert sum(p.stat().st_size for p in self.corpus()) < 3 << 20
+
+    def test_corpus_seeds(self, tmp_path: Path) -> None:
+        for seed in self.corpus():
+            self.check_one(seed.read_bytes(), str(tmp_path))
+
+    def test_mutations_quick(self, tmp_path: Path) -> None:
+        replay(self.check_one, self.corpus(), 400, 1, tmp_path, f".{self.fmt}")
+
+    @pytest.mark.slow
+    def test_mutations_many(self, tmp_path: Path) -> None:
+        replay(self.check_one, self.corpus(), 4000, 2, tmp_path, f".{self.fmt}")

@@ -218,7 +218,12 @@ def download(
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
     attempt = _Attempt(
-        url, sink, validators, urllib3_timeout(timeout), ca_bundle, Throttle(progress),
+        url,
+        sink,
+        validators,
+        urllib3_timeout(timeout),
+        ca_bundle,
+        Throttle(progress),
         on_validators,
     )
     failures = 0

@@ -16,11 +16,11 @@ import sys
 from array import array
 from typing import Any, Dict, Iterator, Optional
 
-from .._blockmap import actual_size, find_overlap, merged, run_end
-from .._sparse import data_extents
-from ..diskimage import DATA, UNALLOCATED, DiskImage, Extent
+from .._blockmap import SourceImage, actual_size, find_overlap, merged, run_end
+from ..diskimage import DATA, UNALLOCATED, Extent
 from ..errors import VhdCorruptError, VhdUnsupportedError
-from ..sourcefile import GrowingFile, SourceFile
+from ..rawimage import RawImage
+from ..sourcefile import SourceFile
 from .footer import (
     DIFFERENCING,
     DYNAMIC_HEADER_SIZE,
@@ -52,7 +52,7 @@ def _bits(bitmap: bytes, first: int, count: int) -> str:
     return every[first : first + count]
 
 
-class VhdImage(DiskImage):
+class VhdImage(SourceImage):
     """An open fixed or dynamic VHD. Use :func:`open_image`."""
 
     format = "vhd"  # qemu-img calls the format "vpc"
@@ -60,8 +60,7 @@ class VhdImage(DiskImage):
     has_backing = False
 
     def __init__(self, source: SourceFile) -> None:
-        self.file = source
-        self.path = source.path
+        super().__init__(source)
         self.dynamic: Optional[DynamicHeader] = None
         self._bat: bytes = b""
         self._entries: array = array("I")  # type: ignore[type-arg]
@@ -231,18 +230,8 @@ class VhdImage(DiskImage):
     def block_size(self) -> Optional[int]:
         return self.dynamic.block_size if self.dynamic is not None else None
 
-    def close(self) -> None:
-        self.file.close()
-
-    def __enter__(self) -> VhdImage:
-        return self
-
     def __repr__(self) -> str:
         return f"<VhdImage {str(self.path)!r} {self.disk_type} {self.virtual_size} bytes>"
-
-    def _check_open(self) -> None:
-        if self.file.fd < 0:
-            raise ValueError("I/O operation on a closed VHD image")
 
     # -- mapping ----------------------------------------------------------------------------
     def extents(self) -> Iterator[Extent]:
@@ -255,15 +244,9 @@ class VhdImage(DiskImage):
         return merged(self._dynamic_runs())
 
     def _fixed_extents(self) -> Iterator[Extent]:
-        seek = not isinstance(self.file, GrowingFile)  # no holes to see while downloading
-        pos = 0
-        for start, end in data_extents(self.file.fd, self.virtual_size, seek_data=seek):
-            if start > pos:
-                yield Extent(pos, start - pos, UNALLOCATED)
-            yield Extent(start, end - start, DATA)
-            pos = end
-        if pos < self.virtual_size:
-            yield Extent(pos, self.virtual_size - pos, UNALLOCATED)
+        raw = RawImage(self.file)  # the data before the footer is a raw disk
+        raw.virtual_size = self.virtual_size
+        return raw.extents()
 
     def _dynamic_runs(self) -> Iterator[Extent]:
         hdr = self.dynamic
