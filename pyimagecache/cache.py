@@ -37,7 +37,6 @@ def _log(message: str, *args: object) -> None:
 
     logging.getLogger("pyimagecache").info(message, *args)
 
-
 PathLike = Union[str, "os.PathLike[str]"]
 #: Progress callback for one phase ("download", "convert"), or None for no progress.
 PhaseProgress = Callable[[str], Optional[ProgressCallback]]
@@ -227,7 +226,9 @@ def _obtain_source(request: Request, source: Path, progress: Optional[ProgressCa
         _remove(source)
     from .download import fetch
 
-    _log("%s: downloading %s (first run, this can take a few minutes)", request.label, request.url)
+    _log(
+        "%s: downloading %s (first run, this can take a few minutes)", request.label, request.url
+    )
     fetch(request.url, source, sha256=request.sha256, progress=progress)
     return request.sha256 if request.sha256 is not None else _sha256_file(source)
 

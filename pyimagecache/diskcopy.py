@@ -105,7 +105,9 @@ def copy_disk(src: PathLike, dst: PathLike, size: int = 0, *, sync: bool = False
     return dst
 
 
-def _copy_data(src_fd: int, dst_fd: int, length: int, writeback: Optional[WritebackPacer]) -> None:
+def _copy_data(
+    src_fd: int, dst_fd: int, length: int, writeback: Optional[WritebackPacer]
+) -> None:
     method = METHODS[0]
     for start, end in data_extents(src_fd, length, seek_data=USE_SEEK_DATA):
         if method == "copy_file_range":

@@ -45,23 +45,16 @@ def _pinned_stems(entries: Mapping[str, ImageInfo]) -> Dict[str, Tuple[str, str,
     }
 
 
-def _describe(
-    stem: str,
-    sidecar: Dict[str, object],
-    pinned: Dict[str, Tuple[str, str, str]],
-    entries: Mapping[str, ImageInfo],
-) -> Tuple[Optional[str], Optional[str], Optional[str], Optional[bool]]:
+def _describe(stem: str, sidecar: Dict[str, object], pinned: Dict[str, Tuple[str, str, str]],
+              entries: Mapping[str, ImageInfo]
+              ) -> Tuple[Optional[str], Optional[str], Optional[str], Optional[bool]]:
     if stem in pinned:
         p_alias, p_snapshot, p_arch = pinned[stem]
         return p_alias, p_snapshot, p_arch, True
     alias, snapshot, arch = (sidecar.get(k) for k in ("alias", "snapshot", "arch"))
     if isinstance(alias, str):
-        return (
-            alias,
-            snapshot if isinstance(snapshot, str) else None,
-            arch if isinstance(arch, str) else None,
-            False,
-        )
+        return (alias, snapshot if isinstance(snapshot, str) else None,
+                arch if isinstance(arch, str) else None, False)
     if sidecar.get("url") is not None or _URL_STEM.search(stem):
         return None, None, None, None
     for key in ARCHES:
@@ -153,14 +146,8 @@ def _belongs(name: str, stem: str) -> bool:
     return entry_stem(name) == stem
 
 
-def _remove_unless_locked(
-    files: List[Path],
-    locks: List[Path],
-    result: PruneResult,
-    dry_run: bool,
-    *,
-    keep_locks: bool = False,
-) -> None:
+def _remove_unless_locked(files: List[Path], locks: List[Path], result: PruneResult,
+                          dry_run: bool, *, keep_locks: bool = False) -> None:
     held: List[int] = []
     try:
         for lock in locks:
@@ -246,3 +233,4 @@ else:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+

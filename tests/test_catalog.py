@@ -147,15 +147,9 @@ def test_optional_fields_may_be_absent() -> None:
 
 
 @settings(deadline=None, max_examples=60)
-@given(
-    st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-        lambda kids: (
-            st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3)
-        ),
-        max_leaves=12,
-    )
-)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda kids: st.lists(kids, max_size=3)
+                    | st.dictionaries(st.text(max_size=8), kids, max_size=3), max_leaves=12))
 def test_arbitrary_json_gives_catalog_error_or_valid(data: object) -> None:
     # Fuzz both the top level and an entry: only CatalogError may come out, never a TypeError.
     for candidate in (data, {"a": data}, {"a": {**good_entry(), "arch": data}}):
@@ -207,13 +201,8 @@ def test_malformed_user_catalog_raises_from_aliases_not_import(
 
 @pytest.mark.parametrize(
     ("machine", "arch"),
-    [
-        ("x86_64", "amd64"),
-        ("AMD64", "amd64"),
-        ("aarch64", "arm64"),
-        ("arm64", "arm64"),
-        ("riscv64", "riscv64"),
-    ],
+    [("x86_64", "amd64"), ("AMD64", "amd64"), ("aarch64", "arm64"), ("arm64", "arm64"),
+     ("riscv64", "riscv64")],
 )
 def test_machine_to_arch(machine: str, arch: str) -> None:
     assert catalog.normalize_arch(machine) == arch
@@ -256,11 +245,8 @@ def test_cache_names_for_every_pinned_alias() -> None:
         ("https://h/a/x.raw?sig=1#frag", "x", ".raw"),
         ("https://h/a/x.qcow2", "x", ".qcow2"),
         ("https://h/a/debian-12-nocloud-amd64.tar.xz", "debian-12-nocloud-amd64", ".tar.xz"),
-        (
-            "https://h/a/ubuntu-24.04-server-cloudimg-amd64.img",
-            "ubuntu-24.04-server-cloudimg-amd64",
-            ".img",
-        ),
+        ("https://h/a/ubuntu-24.04-server-cloudimg-amd64.img",
+         "ubuntu-24.04-server-cloudimg-amd64", ".img"),
         ("https://h/a/x.raw.zst", "x", ".raw.zst"),
         ("https://h/a/b%20c.IMG", "b_c", ".img"),
         ("file:///srv/x.iso", "x.iso", ""),

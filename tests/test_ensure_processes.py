@@ -41,9 +41,7 @@ print(ensure_phased(image, cache, arch="amd64", catalog=catalog, progress_for=pr
 def child(env: Env, alias: str, mode: str = "plain") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, mode, alias, str(env.cache), str(env.catalog_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
@@ -117,10 +115,8 @@ def test_killed_mid_conversion_redoes_conversion(env: Env) -> None:
     stale = list(env.cache.glob(".*.tmp-*"))
     assert stale, env.files()  # the killed conversion's scratch file
     # Next call: no second download, the conversion is redone.
-    assert (
-        pyimagecache.ensure("conv", env.cache, arch="amd64", catalog=env.catalog_path).read_bytes()
-        == image
-    )
+    assert pyimagecache.ensure("conv", env.cache, arch="amd64",
+                               catalog=env.catalog_path).read_bytes() == image
     assert len(env.server.gets("conv.raw.gz")) == 1
     assert not source.exists()
     # Prune clears the dead process's scratch file and keeps the entry.

@@ -23,16 +23,12 @@ def register(sub: Any) -> None:
         "file), downloading and converting it on first use. Progress goes to stderr.",
     )
     p.add_argument("image", metavar="ALIAS|URL")
-    p.add_argument(
-        "--cache-dir",
-        metavar="D",
-        help="default: $PYIMAGECACHE_CACHE_DIR or the platform cache directory",
-    )
+    p.add_argument("--cache-dir", metavar="D", help="default: $PYIMAGECACHE_CACHE_DIR or the "
+                   "platform cache directory")
     p.add_argument("--arch", metavar="A", help="amd64 or arm64 (default: this machine's)")
     p.add_argument("--sha256", metavar="H", help="expected SHA-256 of a URL's download")
-    p.add_argument(
-        "--keep-source", action="store_true", help="keep the downloaded source next to the raw disk"
-    )
+    p.add_argument("--keep-source", action="store_true",
+                   help="keep the downloaded source next to the raw disk")
     p.set_defaults(func=cmd_ensure)
 
     p = sub.add_parser(
@@ -42,17 +38,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
-    p.add_argument(
-        "--size",
-        metavar="SIZE",
-        default="0",
-        help="final size: bytes or K/M/G/T (e.g. 20G); default: SRC's size",
-    )
-    p.add_argument(
-        "--sync",
-        action="store_true",
-        help="flush DST to the disk before exiting (durable across a power loss)",
-    )
+    p.add_argument("--size", metavar="SIZE", default="0",
+                   help="final size: bytes or K/M/G/T (e.g. 20G); default: SRC's size")
+    p.add_argument("--sync", action="store_true",
+                   help="flush DST to the disk before exiting (durable across a power loss)")
     p.set_defaults(func=cmd_copy, logs=False)  # copy_disk never logs: skip importing logging
 
     cache = sub.add_parser("cache", help="inspect or prune the image cache")
@@ -61,7 +50,9 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--cache-dir", metavar="D")
     p.set_defaults(func=cmd_cache_list)
-    p = cache_sub.add_parser("prune", help="remove unpinned snapshots and stale partial downloads")
+    p = cache_sub.add_parser(
+        "prune", help="remove unpinned snapshots and stale partial downloads"
+    )
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.add_argument("--cache-dir", metavar="D")
     p.set_defaults(func=cmd_cache_prune)
@@ -143,25 +134,20 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(
-            json.dumps(
-                [
-                    {
-                        "path": str(e.path),
-                        "apparent_size": e.apparent,
-                        "allocated_size": e.allocated,
-                        "alias": e.alias,
-                        "snapshot": e.snapshot,
-                        "arch": e.arch,
-                        "url": e.url,
-                        "pinned": e.pinned,
-                        "created": e.created,
-                    }
-                    for e in entries
-                ],
-                indent=2,
-            )
-        )
+        print(json.dumps([
+            {
+                "path": str(e.path),
+                "apparent_size": e.apparent,
+                "allocated_size": e.allocated,
+                "alias": e.alias,
+                "snapshot": e.snapshot,
+                "arch": e.arch,
+                "url": e.url,
+                "pinned": e.pinned,
+                "created": e.created,
+            }
+            for e in entries
+        ], indent=2))
         return 0
     from ._progressbar import human_bytes
 
@@ -169,15 +155,8 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
     rows = [["NAME", "APPARENT", "ALLOCATED", "SNAPSHOT", "PINNED"]]
     for e in entries:
         pinned = {True: "yes", False: "no", None: "url"}[e.pinned]
-        rows.append(
-            [
-                e.path.name,
-                human_bytes(e.apparent),
-                human_bytes(e.allocated),
-                e.snapshot or "-",
-                pinned,
-            ]
-        )
+        rows.append([e.path.name, human_bytes(e.apparent), human_bytes(e.allocated),
+                     e.snapshot or "-", pinned])
     _table(rows)
     return 0
 

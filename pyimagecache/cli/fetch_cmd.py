@@ -17,17 +17,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("dest", metavar="DEST")
     parser.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the file")
     parser.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
+        "--timeout", type=float, default=60.0, metavar="SECONDS",
         help="longest wait to connect or for the next chunk (default 60)",
     )
     parser.add_argument(
-        "--retries",
-        type=int,
-        default=5,
-        metavar="N",
+        "--retries", type=int, default=5, metavar="N",
         help="retries within this run after a failed attempt (default 5)",
     )
     parser.add_argument(

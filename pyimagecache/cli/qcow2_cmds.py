@@ -24,9 +24,7 @@ def register(subparsers: Any) -> None:
     convert.add_argument("src", metavar="SRC")
     convert.add_argument("dst", metavar="DST")
     convert.add_argument(
-        "--workers",
-        type=positive_int,
-        metavar="N",
+        "--workers", type=positive_int, metavar="N",
         help="decompression threads (default: one per CPU, at most 8)",
     )
     convert.set_defaults(func=run_convert, logs=False)

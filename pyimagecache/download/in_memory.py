@@ -75,12 +75,7 @@ def hash_url(
             from .transfer import download
 
             download(
-                url,
-                sink,
-                None,
-                timeout=timeout,
-                retries=retries,
-                ca_bundle=ca_bundle,
+                url, sink, None, timeout=timeout, retries=retries, ca_bundle=ca_bundle,
                 progress=progress,
             )
         return hashes.hexdigests()

@@ -47,9 +47,10 @@ class Validators(NamedTuple):
         if self.etag and later.etag and self.etag != later.etag:
             return False
         return not (
-            self.last_modified and later.last_modified and self.last_modified != later.last_modified
+            self.last_modified
+            and later.last_modified
+            and self.last_modified != later.last_modified
         )
-
 
 def meta_path(part: Path) -> Path:
     return part.with_name(part.name + ".meta")

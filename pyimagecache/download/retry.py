@@ -55,3 +55,4 @@ def backoff_delay(failures: int, retry_after: Optional[float] = None) -> float:
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
     return delay
+

@@ -218,12 +218,7 @@ def download(
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
     attempt = _Attempt(
-        url,
-        sink,
-        validators,
-        urllib3_timeout(timeout),
-        ca_bundle,
-        Throttle(progress),
+        url, sink, validators, urllib3_timeout(timeout), ca_bundle, Throttle(progress),
         on_validators,
     )
     failures = 0

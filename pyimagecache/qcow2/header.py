@@ -101,21 +101,8 @@ def parse_header(cluster0: bytes, file_size: int) -> Header:
         raise _corrupt(f"bad magic {cluster0[:4]!r}, expected {MAGIC!r}: not a qcow2 image")
     if len(cluster0) < V2_HEADER_LENGTH:
         raise _corrupt(f"truncated header: {len(cluster0)} bytes, at least 72 needed")
-    (
-        _,
-        version,
-        backing_offset,
-        backing_size,
-        cluster_bits,
-        size,
-        crypt_method,
-        l1_size,
-        l1_offset,
-        rt_offset,
-        rt_clusters,
-        nb_snapshots,
-        snapshots_offset,
-    ) = _V2.unpack_from(cluster0)
+    (_, version, backing_offset, backing_size, cluster_bits, size, crypt_method, l1_size,
+     l1_offset, rt_offset, rt_clusters, nb_snapshots, snapshots_offset) = _V2.unpack_from(cluster0)
     if version not in (2, 3):
         raise Qcow2UnsupportedError(f"qcow2 header: version {version} is not supported (2 or 3)")
     if not MIN_CLUSTER_BITS <= cluster_bits <= MAX_CLUSTER_BITS:
@@ -207,25 +194,13 @@ def parse_header(cluster0: bytes, file_size: int) -> Header:
     _check_table("l1_table_offset", "L1 table", l1_offset, l1_size * 8, cluster_size, file_size)
     if rt_clusters > MAX_REFTABLE_BYTES >> cluster_bits:
         raise _corrupt(f"refcount_table_clusters {rt_clusters}: the refcount table exceeds 8 MiB")
-    _check_table(
-        "refcount_table_offset",
-        "refcount table",
-        rt_offset,
-        rt_clusters * cluster_size,
-        cluster_size,
-        None,
-    )
+    _check_table("refcount_table_offset", "refcount table", rt_offset,
+                 rt_clusters * cluster_size, cluster_size, None)
     if nb_snapshots > MAX_SNAPSHOTS:
         raise _corrupt(f"nb_snapshots {nb_snapshots} exceeds {MAX_SNAPSHOTS} snapshots")
     if nb_snapshots:
-        _check_table(
-            "snapshots_offset",
-            "snapshot table",
-            snapshots_offset,
-            nb_snapshots * SNAPSHOT_HEADER_BYTES,
-            cluster_size,
-            file_size,
-        )
+        _check_table("snapshots_offset", "snapshot table", snapshots_offset,
+                     nb_snapshots * SNAPSHOT_HEADER_BYTES, cluster_size, file_size)
 
     backing: Optional[str] = None
     if backing_offset:
@@ -271,11 +246,7 @@ def parse_header(cluster0: bytes, file_size: int) -> Header:
 
 
 def _check_table(
-    field_name: str,
-    what: str,
-    offset: int,
-    nbytes: int,
-    cluster_size: int,
+    field_name: str, what: str, offset: int, nbytes: int, cluster_size: int,
     file_size: Optional[int],
 ) -> None:
     """qemu's qcow2_validate_table, plus (for tables we read) a check against the file end."""
