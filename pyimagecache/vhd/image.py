@@ -64,6 +64,9 @@ class VhdImage(SourceImage):
         self.dynamic: Optional[DynamicHeader] = None
         self._bat: bytes = b""
         self._entries: array = array("I")  # type: ignore[type-arg]
+        #: Per block: 1 once extents() has seen every bit of its bitmap set, so reads skip it
+        #: (single-byte stores; a read that races one just reads the bitmap itself).
+        self._full = bytearray()
         try:
             self.footer = self._read_footer()
             self.virtual_size = self.footer.virtual_size
@@ -169,6 +172,7 @@ class VhdImage(SourceImage):
         if len(self._bat) < length:  # checked above: the file shrank under us
             raise _corrupt(f"BAT at {table:#x}: truncated")
         self._entries = array("I", self._bat)
+        self._full = bytearray(entries)
         if sys.byteorder == "little":
             self._entries.byteswap()
         self._check_blocks()
@@ -264,6 +268,7 @@ class VhdImage(SourceImage):
             length = min(bs, size - guest)
             bits = self._bitmap(index, 0, length // SECTOR)
             if "0" not in bits:
+                self._full[index] = 1
                 yield Extent(guest, length, DATA)
             else:
                 pos = 0
@@ -306,10 +311,11 @@ class VhdImage(SourceImage):
                 out[:] = bytes(stop - pos)
             else:
                 self._pread(out, entry * SECTOR + bitmap_size + pos - base)
-                first = (pos - base) // SECTOR
-                bits = self._bitmap(index, first, -(-(stop - base) // SECTOR) - first)
-                if "0" in bits:
-                    self._zero_clear(out, pos, base, first, bits)
+                if not self._full[index]:
+                    first = (pos - base) // SECTOR
+                    bits = self._bitmap(index, first, -(-(stop - base) // SECTOR) - first)
+                    if "0" in bits:
+                        self._zero_clear(out, pos, base, first, bits)
             pos = stop
 
     @staticmethod
