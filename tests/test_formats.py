@@ -131,7 +131,11 @@ def _raw_outputs(cache: Path) -> List[Path]:
 def _expected_raw(tmp: Path, src: Path) -> bytes:
     qemu_img = require_tool("qemu-img")
     out = tmp / (src.name + ".expected")
-    subprocess.run([qemu_img, "convert", "-O", "raw", str(src), str(out)], check=True)
+    data = src.read_bytes()
+    # qemu-img probes only a file's first bytes: a fixed VHD must be named, or it is taken
+    # for raw and its footer kept.
+    fmt = ["-f", "vpc"] if formats.detect(data[:512], data[-512:]) == formats.VHD else []
+    subprocess.run([qemu_img, "convert", *fmt, "-O", "raw", str(src), str(out)], check=True)
     return out.read_bytes()
 
 
