@@ -14,7 +14,14 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .cachefiles import temp_sibling
+#: What marks a hidden temporary sibling: ``.<name>.tmp-<hex>`` (cachefiles parses it).
+TEMP_MARK = ".tmp-"
+
+
+def temp_sibling(dst: Path) -> Path:
+    """A fresh, hidden name in dst's directory (same filesystem, so the rename is atomic)."""
+    # os.urandom rather than secrets: importing secrets (hmac, hashlib) costs ~4 ms per CLI run.
+    return dst.with_name(f".{dst.name}{TEMP_MARK}{os.urandom(4).hex()}")
 
 
 def fsync_dir(directory: Path) -> None:

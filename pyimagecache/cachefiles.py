@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
-from urllib.parse import unquote, urlsplit
+from typing import NamedTuple, Optional, Tuple
 
+from ._atomic import TEMP_MARK, temp_sibling
 from .errors import ImageCacheError
+
+__all__ = ["TEMP_MARK", "temp_sibling"]  # the atomic writer's names, listed here with the rest
 
 RAW = ".raw"
 SIDECAR = ".json"  # after the raw disk's name: <stem>.raw.json
@@ -35,7 +36,6 @@ RAW_SOURCE = ".src"  # after a .raw source's name: <stem>.raw.src
 PART = ".part"
 PART_META = ".part.meta"
 PART_LOCK = ".part.lock"
-TEMP_MARK = ".tmp-"
 #: Pattern matching temporary siblings left behind by a killed writer.
 STALE_GLOB = ".*" + TEMP_MARK + "*"
 #: Suffixes appended to another cache file's name, longest first (for parsing).
@@ -55,12 +55,6 @@ URL_HASH_LEN = 12
 _URL_STEM = re.compile(rf"-[0-9a-f]{{{URL_HASH_LEN}}}$")
 #: URL schemes whose files ensure() names after the URL.
 URL_SCHEMES = ("http", "https", "file")
-
-
-def temp_sibling(dst: Path) -> Path:
-    """A fresh, hidden name in dst's directory (same filesystem, so the rename is atomic)."""
-    # os.urandom rather than secrets: importing secrets (hmac, hashlib) costs ~4 ms per CLI run.
-    return dst.with_name(f".{dst.name}{TEMP_MARK}{os.urandom(4).hex()}")
 
 
 def partial_of(dest: Path) -> Path:
@@ -111,6 +105,8 @@ def split_extension(name: str) -> Tuple[str, str]:
 
 def url_basename(url: str) -> str:
     """The last path component of ``url``, without query or fragment, percent-decoded."""
+    from urllib.parse import unquote, urlsplit  # not on the convert path (ipaddress: ~2 ms)
+
     path = urlsplit(url).path
     return unquote(path.rstrip("/").rpartition("/")[2])
 
@@ -127,8 +123,7 @@ def url_hash(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:URL_HASH_LEN]
 
 
-@dataclass(frozen=True)
-class EntryNames:
+class EntryNames(NamedTuple):
     """File names of one cache entry: the raw disk and the fetched source (a raw source is
     renamed onto the raw disk once it is verified and recognised as raw)."""
 
