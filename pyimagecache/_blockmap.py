@@ -30,6 +30,18 @@ def run_end(table: bytes, index: int, stop: int, entry: bytes) -> int:
     return found.end() // 4 if found else index
 
 
+def allocated(table: bytes, count: int, unallocated: bytes) -> Iterator[int]:
+    """Indices of the entries of ``table`` (``count`` 4-byte entries) that are not the
+    ``unallocated`` value, skipping runs of it at C speed."""
+    index = 0
+    while index < count:
+        index = run_end(table, index, count, unallocated)
+        if index >= count:
+            return
+        yield index
+        index += 1
+
+
 def find_overlap(starts: array, length: int) -> Optional[Tuple[int, int]]:  # type: ignore[type-arg]
     """Two values of ``starts`` less than ``length`` apart (two blocks of ``length`` units
     that share a unit), or None. Linear when the values increase, as writers append blocks;

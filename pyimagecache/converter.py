@@ -115,7 +115,15 @@ def convert(
     from .opener import open_image
 
     options = ConvertOptions(workers=workers, sync=sync, progress=progress)
-    with open_image(src) as img:
+    return convert_opened(open_image, src, dst, options)
+
+
+def convert_opened(
+    opener: Callable[[PathLike], DiskImage], src: PathLike, dst: PathLike, options: ConvertOptions
+) -> Path:
+    """Open ``src`` with ``opener`` (any format by its magic, or one format's own), convert it
+    to ``dst`` and close it."""
+    with opener(src) as img:
         return convert_image(img, dst, options)
 
 

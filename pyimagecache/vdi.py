@@ -15,7 +15,7 @@ import sys
 from array import array
 from typing import Any, Dict, Iterator, NamedTuple
 
-from ._blockmap import SourceImage, actual_size, find_overlap, merged, run_end
+from ._blockmap import SourceImage, actual_size, allocated, find_overlap, merged, run_end
 from .diskimage import DATA, UNALLOCATED, ZERO, Extent
 from .errors import VdiCorruptError, VdiUnsupportedError
 from .sourcefile import SourceFile
@@ -183,11 +183,8 @@ class VdiImage(SourceImage):
         the file, and used once (qemu-img check's rules; qemu's reads trust the entries)."""
         hdr, size, entries = self.header, self.file.size, self._entries
         indices = array("I")
-        index, count = 0, len(entries)
-        while index < count:
-            index = run_end(self._bmap, index, count, _NOT_ALLOCATED_BYTES)
-            if index >= count:
-                break
+        count = len(entries)
+        for index in allocated(self._bmap, count, _NOT_ALLOCATED_BYTES):
             entry = entries[index]
             if entry != DISCARDED:
                 where = f"VDI block map entry {index} (offset {hdr.offset_bmap + 4 * index:#x})"
@@ -203,7 +200,6 @@ class VdiImage(SourceImage):
                         f"{size}-byte file"
                     )
                 indices.append(entry)
-            index += 1
         clash = find_overlap(indices, 1)
         if clash is not None:
             first, second = (i for i in range(count) if entries[i] == clash[0])

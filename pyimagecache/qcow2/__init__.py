@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from .._progress import ProgressCallback
-from ..converter import ConvertOptions, convert_image, default_workers
+from ..converter import ConvertOptions, convert_opened, default_workers
 from ..diskimage import COMPRESSED, DATA, UNALLOCATED, ZERO, Extent
 from .image import MAX_BACKING_DEPTH, Image, PathLike
 from .image import open_image as open
@@ -56,9 +56,8 @@ def convert(
     >>> convert("noble.img", "noble.raw", workers=2)  # doctest: +SKIP
     PosixPath('noble.raw')
     """
-    options = ConvertOptions(workers=workers, sync=sync, progress=progress)
-    with open(src) as img:
-        return convert_image(img, dst, options)
+    return convert_opened(open, src, dst, ConvertOptions(workers=workers, sync=sync,
+                                                         progress=progress))
 
 
 def info(path: PathLike) -> Dict[str, Any]:

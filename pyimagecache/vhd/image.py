@@ -16,7 +16,7 @@ import sys
 from array import array
 from typing import Any, Dict, Iterator, Optional
 
-from .._blockmap import SourceImage, actual_size, find_overlap, merged, run_end
+from .._blockmap import SourceImage, actual_size, allocated, find_overlap, merged, run_end
 from ..diskimage import DATA, UNALLOCATED, Extent
 from ..errors import VhdCorruptError, VhdUnsupportedError
 from ..rawimage import RawImage
@@ -191,11 +191,7 @@ class VhdImage(SourceImage):
             (hdr.table_offset, hdr.table_offset + 4 * len(entries)),
         )
         starts = array("I")
-        index, count = 0, len(entries)
-        while index < count:
-            index = run_end(self._bat, index, count, _UNALLOCATED_BYTES)
-            if index >= count:
-                break
+        for index in allocated(self._bat, len(entries), _UNALLOCATED_BYTES):
             start = entries[index] * SECTOR
             end = start + stride
             where = f"BAT entry {index} (offset {hdr.table_offset + 4 * index:#x})"
@@ -209,7 +205,6 @@ class VhdImage(SourceImage):
                 if start < hi and lo < end:
                     raise _corrupt(f"{where}: block at {start:#x} overlaps the metadata at {lo:#x}")
             starts.append(entries[index])
-            index += 1
         if len(starts) * stride > size:  # then some overlap: no need to sort them to know
             raise _corrupt(
                 f"BAT at {hdr.table_offset:#x}: {len(starts)} allocated blocks of {stride} "
