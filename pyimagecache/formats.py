@@ -36,7 +36,7 @@ STREAMS = (XZ, GZIP, ZSTD, BZIP2)
 #: Formats that are stream-decompressed (and, for tar, unpacked) into a raw disk.
 CONTAINERS = (*STREAMS, TAR)
 #: Disk formats read by the package's own readers and converted to raw.
-DISK_FORMATS: Tuple[str, ...] = (QCOW2,)
+DISK_FORMATS: Tuple[str, ...] = (QCOW2, VMDK)
 #: Everything a downloaded source may be for ensure() to turn it into a raw disk.
 CONVERTIBLE = (RAW, *DISK_FORMATS, *CONTAINERS)
 
