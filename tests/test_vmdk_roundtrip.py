@@ -8,20 +8,23 @@ Layouts and contents are drawn by hypothesis (small examples); the writer knows 
 from __future__ import annotations
 
 import random
+import threading
+import time
 from pathlib import Path
 from typing import List, Tuple
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vmdkwriter import SECTOR, ZERO_GRAIN, VmdkWriter, descriptor_text
 
 from pyimagecache.converter import ConvertOptions, convert_image
 from pyimagecache.diskimage import KINDS
-from pyimagecache.sourcefile import SourceFile
+from pyimagecache.sourcefile import GrowingFile, SourceFile
 from pyimagecache.vmdk import open_image
 
 SETTINGS = settings(
-    max_examples=30,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -97,16 +100,9 @@ def check_image(path: Path, expected: bytes, tmp_path: Path, rng: random.Random)
 
 
 @SETTINGS
-@given(w=writers(stream=False), seed=st.integers(0, 2**32))
-def test_monolithic_sparse_roundtrip(tmp_path: Path, w: VmdkWriter, seed: int) -> None:
-    path = tmp_path / "s.vmdk"
-    w.build().save(path)
-    check_image(path, w.expected(), tmp_path, random.Random(seed))
-
-
-@SETTINGS
-@given(w=writers(stream=True), seed=st.integers(0, 2**32))
-def test_stream_optimized_roundtrip(tmp_path: Path, w: VmdkWriter, seed: int) -> None:
+@given(w=st.booleans().flatmap(lambda stream: writers(stream=stream)), seed=st.integers(0, 2**32))
+def test_sparse_and_stream_roundtrip(tmp_path: Path, w: VmdkWriter, seed: int) -> None:
+    """monolithicSparse and streamOptimized extents, drawn alike."""
     path = tmp_path / "s.vmdk"
     w.build().save(path)
     check_image(path, w.expected(), tmp_path, random.Random(seed))
@@ -153,3 +149,41 @@ def test_descriptor_concatenates_extents(
         expected += w.expected()
     (tmp_path / "d.vmdk").write_bytes(descriptor_text("twoGbMaxExtentSparse", lines))
     check_image(tmp_path / "d.vmdk", bytes(expected), tmp_path, random.Random(seed))
+
+
+@pytest.mark.parametrize("gd_at_end", [False, True])
+def test_growing_file(tmp_path: Path, gd_at_end: bool) -> None:
+    """A download still arriving: a qemu-layout stream converts as it grows; a VMware-layout
+    one (gdOffset GD_AT_END) waits for its footer at the end of the file, then converts."""
+    w = VmdkWriter(64 * 4096, grain_sectors=8, gtes_per_gt=16, stream=True, gd_at_end=gd_at_end)
+    rng = random.Random(4)
+    for g in range(0, w.nb_grains, 3):
+        w[g] = rng.randbytes(4096)
+    data = w.build().bytes()
+    path = tmp_path / "part.vmdk"
+    with open(path, "wb") as f:
+        f.write(data[:4096])
+    src = GrowingFile(path, len(data), written=4096)
+    out = tmp_path / "out.raw"
+    done: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            with open_image(src) as img:
+                convert_image(img, out, ConvertOptions(workers=2, measure=False))
+        except BaseException as exc:  # handed to the test thread
+            done.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    with open(path, "r+b") as f:
+        for pos in range(4096, len(data), 8192):
+            time.sleep(0.002)
+            f.seek(pos)
+            f.write(data[pos : pos + 8192])
+            f.flush()
+            src.grew(min(len(data), pos + 8192))
+    src.finish()
+    thread.join(10)
+    assert not thread.is_alive() and not done, done
+    assert out.read_bytes() == w.expected()
