@@ -170,9 +170,11 @@ def test_qemu_io_writes(
         "write -P 0x11 100k 3k",
         "write -P 0x00 1536k 64k",  # explicit zeros written as data
         "write -P 0xcd 6143k 1k",
+        "discard 3M 64k",  # vmdk has no discard: the data stays
+        "write -z 100k 4k",  # part of a grain: qemu writes zeros as data
     ]
-    if zeroed:  # zero writes need the zeroed-grain flag and whole grains (qemu: ENOTSUP)
-        cmds += ["write -z 2M 1M", "write -z 4M 64k"]
+    # whole grains: zero grains with the zeroed-grain flag, else zeros written as data
+    cmds += ["write -z 2M 1M", "write -z 4M 64k"]
     args = ["qemu-io", "-f", "vmdk"]
     for c in cmds:
         args += ["-c", c]

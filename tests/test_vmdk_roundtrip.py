@@ -112,7 +112,7 @@ def test_sparse_and_stream_roundtrip(tmp_path: Path, w: VmdkWriter, seed: int) -
 @given(
     parts=st.lists(
         st.tuples(
-            st.sampled_from(["sparse", "stream", "flat", "zero"]),
+            st.sampled_from(["sparse", "stream", "flat", "vmfs", "zero"]),
             st.integers(1, 24),
             st.integers(0, 2**32),
         ),
@@ -133,11 +133,14 @@ def test_descriptor_concatenates_extents(
             expected += bytes(size)
             continue
         name = f"e{i}.vmdk"
-        if kind == "flat":
-            offset = rng.randrange(4)
+        if kind in ("flat", "vmfs"):
+            offset = rng.randrange(4) if kind == "flat" else 0
             data = rng.randbytes(size - rng.choice([0, 0, SECTOR]))  # may end short: zeros
             (tmp_path / name).write_bytes(bytes(offset * SECTOR) + data)
-            lines.append(f'RW {sectors} FLAT "{name}" {offset}')
+            lines.append(
+                f'RW {sectors} FLAT "{name}" {offset}' if kind == "flat"
+                else f'RW {sectors} VMFS "{name}"'
+            )  # fmt: skip
             expected += data + bytes(size - len(data))
             continue
         w = VmdkWriter(size, grain_sectors=8, gtes_per_gt=4, stream=kind == "stream")
