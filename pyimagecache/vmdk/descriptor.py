@@ -5,6 +5,10 @@ Parsing is line by line and bounded: the text is capped as qemu caps it, lines, 
 the number of extents are capped too. Extent file names are resolved relative to the
 descriptor's directory and must stay inside it (no absolute paths, no ``..``, no symlink
 leading out).
+
+Extent lines follow VMware's meaning where qemu 7.2 differs: qemu skips ``RDONLY`` and ``ZERO``
+lines altogether (so the extents after them move and the disk shrinks); here an ``RDONLY``
+extent reads like ``RW`` and a ``ZERO`` extent reads as zeros. ``NOACCESS`` is refused.
 """
 
 from __future__ import annotations

@@ -228,6 +228,8 @@ class VmdkImage(DiskImage):
     def extent_path(self, part: Part) -> str:
         """The extent's file name as qemu-img prints it: the descriptor's directory joined
         with the name from the extent line."""
+        if isinstance(part, ZeroExtent):
+            return ""  # no file (qemu 7.2 skips ZERO lines altogether)
         if not part.name:
             return str(self.path)
         return os.path.join(os.path.dirname(str(self.path)), part.name)
