@@ -13,15 +13,18 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Callable, Iterator, Optional, Type
+from typing import Callable, Iterator, List, Optional, Type
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from vmdkwriter import GD_AT_END, SECTOR, Built, VmdkWriter, descriptor_text
 
 from pyimagecache.converter import ConvertOptions, convert, convert_image
 from pyimagecache.errors import VmdkCorruptError, VmdkError, VmdkUnsupportedError
 from pyimagecache.sourcefile import SourceFile
 from pyimagecache.vmdk import open_image
+from pyimagecache.vmdk.descriptor import check_create_type, parse_descriptor, resolve_extent
 
 TIME_LIMIT = 20
 G = 4096  # 8-sector grains keep every case small
@@ -235,6 +238,8 @@ CASES = [
          "absolute"),
     Case("path-missing", descriptor('RW 16 FLAT "gone.img" 0'), VmdkUnsupportedError,
          "missing"),
+    Case("path-too-long", descriptor(f'RW 16 FLAT "{"a" * 300}" 0'), VmdkUnsupportedError,
+         "cannot be opened.*too long"),
     Case("path-control", descriptor('RW 16 FLAT "a\x01b" 0'), VmdkCorruptError,
          "control characters"),
     Case("create-vmfsSparse", descriptor('RW 16 VMFSSPARSE "x-delta.vmdk"', "vmfsSparse"),
@@ -387,3 +392,44 @@ def test_small_descriptor_through_opener(tmp_path: Path) -> None:
     path.write_bytes(b'# Disk DescriptorFile\ncreateType="monolithicFlat"\nRW 16 FLAT "f.img" 0\n')
     convert(path, tmp_path / "out.raw")
     assert (tmp_path / "out.raw").read_bytes() == b"f" * 8192
+
+
+_LINES = st.one_of(
+    st.text(max_size=80),
+    st.builds(
+        lambda a, n, t, name, off: f"{a} {n} {t} {name} {off}",
+        st.sampled_from(["RW", "RDONLY", "NOACCESS", "rw"]),
+        st.one_of(st.integers(-5, 2**70).map(str), st.text(max_size=4)),
+        st.sampled_from(["SPARSE", "FLAT", "ZERO", "VMFS", "VMFSSPARSE", "sparse", "X"]),
+        st.one_of(st.text(max_size=20).map(lambda s: f'"{s}"'), st.text(max_size=5)),
+        st.one_of(st.just(""), st.integers(-3, 2**70).map(str)),
+    ),
+    st.builds(
+        lambda k, v: f"{k}={v}",
+        st.sampled_from(["version", "CID", "parentCID", "createType", "parentFileNameHint"]),
+        st.text(max_size=12),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(_LINES, max_size=12), embedded=st.booleans())
+def test_descriptor_text_raises_only_vmdk_errors(lines: List[str], embedded: bool) -> None:
+    raw = ("# Disk DescriptorFile\n" + "\n".join(lines)).encode("utf-8", "surrogatepass")
+    try:
+        desc = parse_descriptor(raw, with_extents=not embedded)
+        check_create_type(desc, "test")
+    except VmdkError:
+        return
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(name=st.text(min_size=1, max_size=40))
+def test_extent_names_never_leave_the_directory(tmp_path: Path, name: str) -> None:
+    try:
+        path = resolve_extent(tmp_path, name, "test")
+    except VmdkError:
+        return
+    assert os.path.commonpath([os.path.realpath(tmp_path), str(path)]) == os.path.realpath(tmp_path)

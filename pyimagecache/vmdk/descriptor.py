@@ -51,8 +51,8 @@ REFUSED_EXTENTS = {
 }
 
 _EXTENT = re.compile(
-    r"(?P<access>RW|RDONLY|NOACCESS)\s+(?P<sectors>\d+)\s+(?P<type>[A-Za-z]+)"
-    r'(?:\s+"(?P<name>[^"]*)"(?:\s+(?P<offset>\d+))?)?\s*'
+    r"(?P<access>RW|RDONLY|NOACCESS)\s+(?P<sectors>[0-9]+)\s+(?P<type>[A-Za-z]+)"
+    r'(?:\s+"(?P<name>[^"]*)"(?:\s+(?P<offset>[0-9]+))?)?\s*'
 )
 _KEY = re.compile(r"(?P<key>[A-Za-z][\w.-]*)\s*=\s*(?P<value>.*)")
 
@@ -133,7 +133,7 @@ def parse_descriptor(
     version: Optional[int] = None
     if "version" in keys:
         value = keys["version"]
-        if not value.isdigit() or not 1 <= int(value) <= 3:
+        if value not in ("1", "2", "3"):
             raise VmdkUnsupportedError(f"{where}: version {value[:40]!r} (1 to 3 are supported)")
         version = int(value)
     cid = _hex32("CID", keys["CID"], where) if "CID" in keys else None

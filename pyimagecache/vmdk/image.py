@@ -11,6 +11,7 @@ of the download, which is the format's nature.
 from __future__ import annotations
 
 import os
+import stat
 from bisect import bisect_right
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
@@ -168,13 +169,15 @@ class VmdkImage(DiskImage):
         path = resolve_extent(self.path.parent, name, what)
         if path in self._files:
             return self._files[path]
-        if not path.exists():
-            raise VmdkUnsupportedError(f"{what}: extent file {name!r} is missing ({path})")
-        if not path.is_file():
-            raise VmdkUnsupportedError(f"{what}: extent {name!r} is not a regular file")
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise VmdkUnsupportedError(f"{what}: extent {name!r} is not a regular file")
             file = SourceFile.open(path)
-        except OSError as exc:
+        except FileNotFoundError:
+            raise VmdkUnsupportedError(
+                f"{what}: extent file {name!r} is missing ({path})"
+            ) from None
+        except OSError as exc:  # a name too long, a permission, too many open files
             raise VmdkUnsupportedError(
                 f"{what}: extent file {name!r} cannot be opened ({path}: {exc.strerror})"
             ) from None
