@@ -6,15 +6,15 @@ tests/vmdkwriter.py writes the way the writer says, so the writer-based suites t
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, Sequence, Set
+from typing import Sequence
 
 import pytest
 from conftest import require_tool
+from test_qcow2_qemu import data_blocks, qemu_info, run  # the same helpers, shared
 from vmdkwriter import ZERO_GRAIN, VmdkWriter
 
 from pyimagecache.converter import ConvertOptions, convert_image
@@ -42,12 +42,6 @@ def qemu_io() -> str:
     return require_tool("qemu-io")
 
 
-def run(*args: str) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(args)}: {proc.stderr}{proc.stdout}"
-    return proc.stdout
-
-
 def source_raw(path: Path, size: int, seed: int = 0) -> Path:
     """A disk with what cloud images hold: incompressible runs, text, and zero holes."""
     rng = random.Random(seed)
@@ -71,29 +65,6 @@ def make_vmdk(raw: Path, out: Path, subformat: str, *opts: str) -> Path:
     o = ",".join([f"subformat={subformat}", *opts])
     run("qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", o, str(raw), str(out))
     return out
-
-
-def qemu_info(image: Path) -> Dict[str, Any]:
-    result: Dict[str, Any] = json.loads(run("qemu-img", "info", "--output=json", str(image)))
-    return result
-
-
-def data_blocks(path: Path, block: int) -> Set[int]:
-    """Indices of the ``block``-sized blocks holding data (SEEK_DATA/SEEK_HOLE)."""
-    found: Set[int] = set()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size, pos = os.fstat(fd).st_size, 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:  # ENXIO: no data after pos
-                break
-            pos = os.lseek(fd, start, os.SEEK_HOLE)
-            found.update(range(start // block, -(-pos // block)))
-    finally:
-        os.close(fd)
-    return found
 
 
 def same_files(a: Path, b: Path) -> None:
