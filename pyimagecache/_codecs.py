@@ -70,6 +70,24 @@ def inflate_raw(data: Buffer, size: int) -> bytes:
     return out
 
 
+def inflate_zlib(data: Buffer, limit: int) -> bytes:
+    """One zlib stream (with its zlib header, as VMDK grains are) to at most ``limit`` bytes;
+    it must end within ``data`` and within ``limit`` output bytes, as qemu's ``uncompress``
+    requires."""
+    module, errors = _inflater or inflater()
+    try:
+        d = module.decompressobj()
+        out: bytes = d.decompress(data, limit)
+        # When the output filled the limit, only the stream's end (its checksum) may remain.
+        if not d.eof and len(out) == limit and d.decompress(d.unconsumed_tail, 1):
+            raise DecompressError(f"the stream holds more than {limit} bytes")
+        if not d.eof:
+            raise DecompressError("the stream is truncated")
+    except errors as exc:
+        raise DecompressError(f"zlib: {exc}") from None
+    return out
+
+
 def _zstd_cluster_decoder() -> Callable[[Buffer, int], bytes]:
     try:
         from compression import zstd as stdlib_zstd  # Python 3.14+

@@ -324,7 +324,10 @@ def build(
         else:
             fmt = formats.detect_file(source)
             try:
-                formats.check_convertible(fmt, f"{request.label} ({source.name})")
+                what = f"{request.label} ({source.name})"
+                formats.check_convertible(fmt, what)
+                with open(source, "rb") as f:
+                    formats.check_self_contained(fmt, f.read(formats.SNIFF_SIZE), what)
                 _convert(source, raw, fmt, progress_for("convert"))
             except (MissingExtraError, ImageFormatError, ConversionError, OSError) as exc:
                 raise _conversion_failed(request, source, raw, fmt, exc) from exc
@@ -466,7 +469,10 @@ def _download_from(
     try:
         growing = overlap.start()
         if growing is not None:
-            fmt = formats.detect(growing.pread(formats.SNIFF_SIZE, 0))
+            head = growing.pread(formats.SNIFF_SIZE, 0)
+            fmt = formats.detect(head)
+            if formats.is_descriptor(fmt, head):
+                fmt = ""  # refused once the download is verified, as any other source
             if fmt in formats.DISK_FORMATS or fmt in formats.CONTAINERS:
                 target = scratch = temp_sibling(raw)
                 try:

@@ -36,7 +36,7 @@ STREAMS = (XZ, GZIP, ZSTD, BZIP2)
 #: Formats that are stream-decompressed (and, for tar, unpacked) into a raw disk.
 CONTAINERS = (*STREAMS, TAR)
 #: Disk formats read by the package's own readers and converted to raw.
-DISK_FORMATS: Tuple[str, ...] = (QCOW2, VHD, VHDX, VDI)
+DISK_FORMATS: Tuple[str, ...] = (QCOW2, VMDK, VHD, VHDX, VDI)
 #: Everything a downloaded source may be for ensure() to turn it into a raw disk.
 CONVERTIBLE = (RAW, *DISK_FORMATS, *CONTAINERS)
 
@@ -91,7 +91,7 @@ def detect(header: bytes, tail: bytes = b"") -> str:
     if header.startswith(b"BZh") and header[3:4].isdigit() and header[4:10] in _BZIP2_BLOCK:
         return BZIP2
     if header.lstrip(b" \t\r\n").startswith(_VMDK_DESCRIPTOR):
-        return VMDK
+        return VMDK  # a descriptor: see is_descriptor()
     if len(tail) >= TAIL_SIZE:
         trailer = tail[-TAIL_SIZE:]
         if trailer.startswith(b"conectix"):
@@ -127,3 +127,23 @@ def check_convertible(fmt: str, what: str) -> None:
         from .errors import UnsupportedFormatError
 
         raise UnsupportedFormatError(what, fmt, CONVERTIBLE)
+
+
+def check_self_contained(fmt: str, header: bytes, what: str) -> None:
+    """Raise :class:`VmdkUnsupportedError` for a VMDK descriptor: it names other files, which
+    for a download would resolve to whatever lies beside it (in the cache: other images).
+    ``ensure`` converts only images that are one file (a sparse or stream-optimized VMDK, or an
+    OVA holding one)."""
+    if is_descriptor(fmt, header):
+        from .errors import VmdkUnsupportedError
+
+        raise VmdkUnsupportedError(
+            f"{what} is a VMDK descriptor, which names other files: ensure converts only "
+            "self-contained images (a monolithicSparse or streamOptimized VMDK, or an OVA); "
+            "use `pyimagecache convert` on a local descriptor and its extents"
+        )
+
+
+def is_descriptor(fmt: str, header: bytes) -> bool:
+    """Whether ``header`` starts a VMDK text descriptor (not an extent holding the data)."""
+    return fmt == VMDK and header.lstrip(b" \t\r\n").startswith(_VMDK_DESCRIPTOR)

@@ -20,6 +20,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 READERS: Dict[str, str] = {
     formats.RAW: "pyimagecache.rawimage:open_image",
     formats.QCOW2: "pyimagecache.qcow2.image:open_image",
+    formats.VMDK: "pyimagecache.vmdk.image:open_image",
     formats.VHD: "pyimagecache.vhd.image:open_image",
     formats.VHDX: "pyimagecache.vhdx.image:open_image",
     formats.VDI: "pyimagecache.vdi:open_image",

@@ -169,7 +169,7 @@ def _from_compressed(fmt: str, file_reader: _Reader, fd: int, name: str) -> str:
             if _copy_to_nowhere(stream, MAX_OUTPUT) >= MAX_OUTPUT:
                 raise ContainerError(f"{name}: endless data after the tar archive")
             return payload
-        _check_payload(inner, name, f"inside {fmt}")
+        _check_payload(inner, name, f"inside {fmt}", head)
         size = _copy(_Prefixed(head, stream), fd, 0, MAX_OUTPUT)
         if stream.read(1):
             raise ContainerError(
@@ -177,7 +177,7 @@ def _from_compressed(fmt: str, file_reader: _Reader, fd: int, name: str) -> str:
             )
         os.ftruncate(fd, size)
         inner = _with_trailer(fd, head, size)
-        _check_payload(inner, name, f"inside {fmt}")
+        _check_payload(inner, name, f"inside {fmt}", head)
         return inner
 
 
@@ -198,7 +198,7 @@ def _with_trailer(fd: int, head: bytes, size: int) -> str:
     return formats.detect(head, tail)
 
 
-def _check_payload(inner: str, name: str, where: str) -> None:
+def _check_payload(inner: str, name: str, where: str, head: bytes) -> None:
     if inner in formats.CONTAINERS:
         raise UnsupportedImageError(
             f"{name}: the image {where} is {inner}-compressed again; nested containers "
@@ -206,6 +206,7 @@ def _check_payload(inner: str, name: str, where: str) -> None:
         )
     if inner not in PAYLOADS:
         raise UnsupportedFormatError(f"{name}: the image {where}", inner, PAYLOADS)
+    formats.check_self_contained(inner, head, f"{name}: the image {where}")
 
 
 def _copy(stream: object, fd: int, start: int, end: int) -> int:
@@ -305,7 +306,7 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int, name:
     if body is None:  # pragma: no cover - isreg() members always have a body
         raise ContainerError(f"{name}: cannot read tar member {member.name!r}")
     head = body.read(formats.SNIFF_SIZE)
-    _check_payload(formats.detect(head), name, f"{member.name!r} in the tar archive")
+    _check_payload(formats.detect(head), name, f"{member.name!r} in the tar archive", head)
     write_sparse(fd, 0, head)
     done = _copy(body, fd, len(head), member.size)
     if done != member.size:
@@ -315,7 +316,7 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int, name:
         )
     os.ftruncate(fd, member.size)
     payload = _with_trailer(fd, head, member.size)
-    _check_payload(payload, name, f"{member.name!r} in the tar archive")
+    _check_payload(payload, name, f"{member.name!r} in the tar archive", head)
     return payload
 
 

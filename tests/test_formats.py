@@ -23,7 +23,13 @@ from conftest import require_tool
 
 import pyimagecache
 from pyimagecache import formats
-from pyimagecache.errors import ConversionError, ImageCacheError, UnsupportedFormatError
+from pyimagecache.errors import (
+    ConversionError,
+    ImageCacheError,
+    ImageFormatError,
+    UnsupportedFormatError,
+    VmdkUnsupportedError,
+)
 
 MiB = 1 << 20
 
@@ -61,6 +67,10 @@ HANDMADE: Dict[str, Tuple[bytes, str]] = {
     ),
     "zip": (b"", formats.ZIP),  # filled in below: a real archive
 }
+
+
+#: Hand-made signatures of VMDK subformats the reader refuses: no disk can come out of them.
+NOT_IMAGES = ("vmdk-cowd", "vmdk-sesparse", "vmdk-descriptor")
 
 
 def _zip_bytes() -> bytes:
@@ -162,6 +172,13 @@ def test_ensure_never_publishes_a_recognised_format_as_raw(tmp_path: Path) -> No
             src.parent.mkdir(exist_ok=True)
             src.write_bytes(pack(data))
             cache = tmp_path / f"cache-{name}-{wrap}"
+            if name in NOT_IMAGES:
+                # VMDK signatures alone (COWD, seSparse, a descriptor): a VMDK refused by the
+                # reader, nothing cached.
+                with pytest.raises(ImageFormatError):
+                    pyimagecache.ensure(src.as_uri(), cache)
+                assert _raw_outputs(cache) == [], (name, wrap)
+                continue
             if fmt in formats.CONVERTIBLE:
                 disk = pyimagecache.ensure(src.as_uri(), cache)
                 plain = made / f"{name}.plain"
@@ -209,6 +226,28 @@ def test_vmdk_descriptor_alone_is_not_raw(tmp_path: Path) -> None:
     src = tmp_path / "d.vmdk"
     src.write_bytes(HANDMADE["vmdk-descriptor"][0])
     cache = tmp_path / "cache"
-    with pytest.raises(ConversionError):  # UnsupportedFormatError now; a VMDK error later
+    with pytest.raises(ConversionError):
         pyimagecache.ensure(src.as_uri(), cache)
     assert _raw_outputs(cache) == []
+
+
+@pytest.mark.qemu
+def test_ensure_refuses_a_descriptor_that_would_read_the_cache(tmp_path: Path) -> None:
+    """A downloaded VMDK descriptor naming a file beside it must not turn another cached file
+    into a disk: ensure takes only self-contained images."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    secret = cache / "other-20260601-1-amd64.raw"
+    secret.write_bytes(b"another image's bytes" * 1000)
+    descriptor = (
+        b'# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n'
+        b'createType="monolithicFlat"\n\n'
+        b'RW 40 FLAT "other-20260601-1-amd64.raw" 0\n'
+    )
+    for name, blob in (("d.vmdk", descriptor), ("d.vmdk.xz", lzma.compress(descriptor)),
+                       ("d.tar", _tar("disk.vmdk", descriptor))):
+        src = tmp_path / name
+        src.write_bytes(blob)
+        with pytest.raises(VmdkUnsupportedError, match="VMDK descriptor"):
+            pyimagecache.ensure(src.as_uri(), cache)
+        assert [p.name for p in _raw_outputs(cache)] == [secret.name]
