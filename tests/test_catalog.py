@@ -282,3 +282,58 @@ def test_sanitise_and_split() -> None:
     assert sanitise("../..") == "image"
     assert sanitise("a/../b") == "a_.._b"
     assert split_extension(".raw") == (".raw", "")
+
+
+# -- per-arch snapshots and digest forms ------------------------------------------------------
+
+
+def test_arch_image_stays_positional() -> None:
+    image = catalog.ArchImage("https://example.org/d.qcow2", "ab" * 32)
+    assert (image.sha256, image.sha512, image.snapshot) == ("ab" * 32, "", "")
+    assert catalog.ArchImage("https://e.org/x", "", "cd" * 64, "b7").snapshot == "b7"
+
+
+@pytest.mark.parametrize(
+    "digests",
+    [{"sha256": "ab" * 32}, {"sha512": "cd" * 64}, {"sha256": "ab" * 32, "sha512": "cd" * 64}],
+    ids=["sha256-only", "sha512-only", "both"],
+)
+def test_digest_forms_parse(digests: Dict[str, str]) -> None:
+    entry = good_entry()
+    entry["arch"]["amd64"] = {"url": "https://e.org/d.qcow2", **digests}
+    image = catalog.parse_catalog({"a": entry}, embedded=True)["a"].arch["amd64"]
+    assert image.expected == (digests.get("sha256"), digests.get("sha512"))
+    assert catalog.entry_document(catalog.parse_catalog({"a": entry}, embedded=True)["a"]) == entry
+
+
+def test_arch_snapshot_override_and_snapshot_of() -> None:
+    entry = good_entry()
+    entry["arch"]["arm64"] = {"url": "https://e.org/a.qcow2", "sha256": "cd" * 32,
+                              "snapshot": "20250703-2162"}
+    info = catalog.parse_catalog({"a": entry}, embedded=True)["a"]
+    assert info.arch["arm64"].snapshot == "20250703-2162"
+    assert catalog.snapshot_of(info, "arm64") == "20250703-2162"
+    assert catalog.snapshot_of(info, "amd64") == info.snapshot == "20260601-1"
+    assert catalog.snapshot_of(info, "s390x") == info.snapshot  # no image: the alias's
+    # list --json prints the override; an arch without one has no snapshot key
+    doc = catalog.entry_document(info)
+    assert doc["arch"]["arm64"]["snapshot"] == "20250703-2162"
+    assert "snapshot" not in doc["arch"]["amd64"]
+    assert doc == entry
+
+
+@pytest.mark.parametrize("bad", ["../x", ".x", 7, None, "a" * 101])
+def test_unsafe_arch_snapshot_rejected(bad: object) -> None:
+    entry = good_entry()
+    entry["arch"]["amd64"]["snapshot"] = bad
+    with pytest.raises(CatalogError, match=r"arch 'amd64'.*'snapshot'.*file-name safe"):
+        catalog.parse_catalog({"a": entry}, embedded=False)
+
+
+def test_every_alias_resolves_for_each_arch_it_lists() -> None:
+    for alias, info in catalog.load_catalog().items():
+        for arch, image in info.arch.items():
+            got_info, key, got = catalog.lookup(alias, arch)
+            assert (got_info, key, got) == (info, arch, image)
+            assert catalog.snapshot_of(info, arch) == (image.snapshot or info.snapshot)
+
