@@ -16,9 +16,11 @@ import pytest
 from conftest import require_tool
 from fakeupstream import FakeUpstream
 
-from pyimagecache.catalog import encode_document
+from pyimagecache.catalog import encode_document, parse_catalog
 from pyimagecache.errors import RefreshError
 from pyimagecache.refresh import refresh_catalog
+from pyimagecache.refresh.fallback import newer_pin
+from pyimagecache.settings import Settings
 
 Signer = Callable[[bytes], bytes]
 Keys = Dict[str, Tuple[Path, Signer, Signer]]
@@ -129,6 +131,41 @@ def test_good_signatures_bump_and_say_what_was_verified(signed, keys):
         line.startswith("unverified ") and "SHA512SUMS: upstream does not sign it" in line
         for line in lines
     )
+
+
+def test_clear_signed_checksum_verified_with_gpgv(signed, keys):
+    fake, path = signed
+    info = parse_catalog(json.loads(path.read_bytes()), embedded=False)["fedora-44"]
+    image = fu.publish(
+        fake, "fedora", fu.path_of("fedora", "riscv64", version="44", snapshot="44-20260901.0")
+    )
+    got = newer_pin(
+        "fedora-44",
+        info,
+        "riscv64",
+        settings=Settings(timeout=5.0, retry=0),
+        keyring=keys["upstream"][0],
+    )
+    assert got.verified_signature and got.url == fake.url(image)
+    assert got.source.endswith("/Fedora-Cloud-44-20260901.0-riscv64-CHECKSUM")
+    assert got.expected.sha256 == fake.sha256(image)
+
+
+def test_no_keyring_clear_signed_is_not_verified(signed, keys):
+    fake, path = signed
+    info = parse_catalog(json.loads(path.read_bytes()), embedded=False)["fedora-44"]
+    fu.publish(
+        fake, "fedora", fu.path_of("fedora", "riscv64", version="44", snapshot="44-20260901.0")
+    )
+    got = newer_pin(
+        "fedora-44", info, "riscv64", settings=Settings(timeout=5.0, retry=0), keyring=None
+    )
+    assert not got.verified_signature  # a good clear signature, but nobody checked it
+    lines = refresh(fake, path, None)
+    assert any(
+        line.startswith("unverified ") and "clear-signed" in line and "NOT checked" in line
+        for line in lines
+    ), lines
 
 
 @pytest.mark.parametrize("kind", ["detached", "clear"])
