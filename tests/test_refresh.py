@@ -60,12 +60,27 @@ def fake() -> Iterator[FakeUpstream]:
 def pinned(fake: FakeUpstream, tmp_path: Path) -> Tuple[Path, Dict[str, Any]]:
     """The embedded catalog served by ``fake`` at its pinned snapshots (an older Debian
     snapshot beside them), and the catalog file pinning them there."""
-    fu.publish_snapshot(fake, "debian", version="12", codename="bookworm", snapshot="20260520-2480")
+    debian(fake, "12", "20260520-2480")
     doc = fu.seed(fake)
     path = tmp_path / "catalog.json"
     path.write_bytes(encode_document(doc))
     fake.clear_log()
     return path, doc
+
+
+CODENAMES = {"11": "bullseye", "12": "bookworm", "13": "trixie"}
+
+
+def debian(fake: FakeUpstream, version: str, snapshot: str, *arches: str) -> Dict[str, str]:
+    """A new Debian snapshot (amd64 and arm64 unless ``arches`` are given)."""
+    return fu.publish_snapshot(
+        fake,
+        "debian",
+        arches or ("amd64", "arm64"),
+        version=version,
+        codename=CODENAMES[version],
+        snapshot=snapshot,
+    )
 
 
 def run(fake: FakeUpstream, path: Path, **kw: Any) -> Tuple[Any, List[str]]:
@@ -96,22 +111,8 @@ def test_no_change_is_byte_identical_and_downloads_no_image(fake, pinned):
 
 def test_debian_bump_pins_sha512_from_sha512sums_and_transfers_no_image_bytes(fake, pinned):
     path, doc = pinned
-    new12 = fu.publish_snapshot(
-        fake,
-        "debian",
-        ("amd64", "arm64", "ppc64le"),
-        version="12",
-        codename="bookworm",
-        snapshot="20260815-2610",
-    )
-    new13 = fu.publish_snapshot(
-        fake,
-        "debian",
-        ("amd64", "arm64", "ppc64le", "riscv64"),
-        version="13",
-        codename="trixie",
-        snapshot="20260815-2610",
-    )
+    new12 = debian(fake, "12", "20260815-2610", "amd64", "arm64", "ppc64le")
+    new13 = debian(fake, "13", "20260815-2610", "amd64", "arm64", "ppc64le", "riscv64")
     new2404 = fu.publish_snapshot(
         fake,
         "ubuntu",
@@ -237,14 +238,7 @@ def test_all_newer_incomplete_keeps_the_pin(fake, pinned):
 def test_lagging_arch_keeps_its_own_snapshot_while_the_others_bump(fake, pinned):
     """Debian 11's ppc64el build stopped at 20250703-2162: amd64/arm64 move on, it stays."""
     path, doc = pinned
-    new = fu.publish_snapshot(
-        fake,
-        "debian",
-        ("amd64", "arm64"),
-        version="11",
-        codename="bullseye",
-        snapshot="20260801-2600",
-    )
+    new = debian(fake, "11", "20260801-2600")
     result, lines = run(fake, path, aliases=["debian-11"])
     entry = json.loads(path.read_bytes())["debian-11"]
     assert result.changed == ["debian-11"] and entry["snapshot"] == "20260801-2600"
@@ -266,14 +260,7 @@ def test_malformed_sums_fails_and_writes_nothing(fake, pinned):
     fu.publish_snapshot(
         fake, "ubuntu", version="24.04", codename="noble", snapshot="release-20260801"
     )  # a good bump elsewhere
-    bad = fu.publish_snapshot(
-        fake,
-        "debian",
-        ("amd64", "arm64", "ppc64le"),
-        version="12",
-        codename="bookworm",
-        snapshot="20260801-2600",
-    )
+    bad = debian(fake, "12", "20260801-2600", "amd64", "arm64", "ppc64le")
     sums = bad["amd64"].rsplit("/", 1)[0] + "/SHA512SUMS"
     fake.render(sums, b"<html>502 Bad Gateway</html>\n")
     with pytest.raises(RefreshError) as err:
@@ -308,14 +295,7 @@ def test_dead_server_lists_every_alias_and_writes_nothing(fake, pinned):
 def test_malformed_listing_fails_that_alias(fake, pinned, body, expected):
     path, _ = pinned
     before = path.read_bytes()
-    fu.publish_snapshot(
-        fake,
-        "debian",
-        ("amd64", "arm64"),
-        version="11",
-        codename="bullseye",
-        snapshot="20260801-2600",
-    )  # would bump, must not be written
+    debian(fake, "11", "20260801-2600")  # would bump, must not be written
     fake.break_listing("/debian/bookworm/", body)
     with pytest.raises(RefreshError) as err:
         run(fake, path)
@@ -374,14 +354,7 @@ def test_cli_refresh_root_options_and_dry_run(fake, pinned, capsys):
     from pyimagecache.cli import main
 
     path, _ = pinned
-    fu.publish_snapshot(
-        fake,
-        "debian",
-        ("amd64", "arm64", "ppc64le", "riscv64"),
-        version="13",
-        codename="trixie",
-        snapshot="20260801-2600",
-    )
+    debian(fake, "13", "20260801-2600", "amd64", "arm64", "ppc64le", "riscv64")
     fu.publish_snapshot(fake, "alpine", version="3.23", snapshot="3.23.5-r0")
     # every family through --root FAMILY=URL, Debian through the older --debian-root
     common = ["--catalog", str(path), "--debian-root", fake.debian_root]

@@ -77,6 +77,20 @@ def signed(keys: Keys, tmp_path: Path) -> Iterator[Tuple[FakeUpstream, Path]]:
         yield fake, path
 
 
+def noble(fake: FakeUpstream, snapshot: str) -> Dict[str, str]:
+    """A new Ubuntu 24.04 snapshot with every arch the alias pins."""
+    arches = ["amd64", "arm64", "riscv64", "s390x", "ppc64le"]
+    return fu.publish_snapshot(
+        fake, "ubuntu", arches, version="24.04", codename="noble", snapshot=snapshot
+    )
+
+
+def fedora_riscv(fake: FakeUpstream) -> str:
+    """A newer Fedora 44 riscv64 compose (its own build id), with its clear-signed CHECKSUM."""
+    path = fu.path_of("fedora", "riscv64", version="44", snapshot="44-20260901.0")
+    return fu.publish(fake, "fedora", path)
+
+
 def refresh(fake: FakeUpstream, path: Path, keyring: Any) -> List[str]:
     lines: List[str] = []
     refresh_catalog(
@@ -93,14 +107,7 @@ def refresh(fake: FakeUpstream, path: Path, keyring: Any) -> List[str]:
 def test_good_signatures_bump_and_say_what_was_verified(signed, keys):
     fake, path = signed
     new = {
-        "ubuntu-24.04": fu.publish_snapshot(
-            fake,
-            "ubuntu",
-            ["amd64", "arm64", "riscv64", "s390x", "ppc64le"],
-            version="24.04",
-            codename="noble",
-            snapshot="release-20260801",
-        ),
+        "ubuntu-24.04": noble(fake, "release-20260801"),
         "opensuse-leap-16.0": fu.publish_snapshot(
             fake, "opensuse-leap", ["arm64"], version="16.0", snapshot="Build18.9"
         ),
@@ -136,9 +143,7 @@ def test_good_signatures_bump_and_say_what_was_verified(signed, keys):
 def test_clear_signed_checksum_verified_with_gpgv(signed, keys):
     fake, path = signed
     info = parse_catalog(json.loads(path.read_bytes()), embedded=False)["fedora-44"]
-    image = fu.publish(
-        fake, "fedora", fu.path_of("fedora", "riscv64", version="44", snapshot="44-20260901.0")
-    )
+    image = fedora_riscv(fake)
     got = newer_pin(
         "fedora-44",
         info,
@@ -154,9 +159,7 @@ def test_clear_signed_checksum_verified_with_gpgv(signed, keys):
 def test_no_keyring_clear_signed_is_not_verified(signed, keys):
     fake, path = signed
     info = parse_catalog(json.loads(path.read_bytes()), embedded=False)["fedora-44"]
-    fu.publish(
-        fake, "fedora", fu.path_of("fedora", "riscv64", version="44", snapshot="44-20260901.0")
-    )
+    fedora_riscv(fake)
     got = newer_pin(
         "fedora-44", info, "riscv64", settings=Settings(timeout=5.0, retry=0), keyring=None
     )
@@ -175,19 +178,10 @@ def test_signature_by_another_key_fails(signed, keys, kind):
     _, detach, clear = keys["stranger"]
     fake.sign_all(detach, clear)
     if kind == "detached":
-        fu.publish_snapshot(
-            fake,
-            "ubuntu",
-            ["amd64", "arm64", "riscv64", "s390x", "ppc64le"],
-            version="24.04",
-            codename="noble",
-            snapshot="release-20260801",
-        )
+        noble(fake, "release-20260801")
         match = r"bad signature on .*release-20260801/SHA256SUMS"
     else:
-        fu.publish(
-            fake, "fedora", fu.path_of("fedora", "riscv64", version="44", snapshot="44-20260901.0")
-        )
+        fedora_riscv(fake)
         match = r"bad signature on .*Fedora-Cloud-44-20260901.0-riscv64-CHECKSUM"
     fake.clear_log()
     with pytest.raises(RefreshError, match=match):
@@ -200,20 +194,11 @@ def test_signature_by_another_key_fails(signed, keys, kind):
 def test_tampered_sums_fail(signed, keys, kind):
     fake, path = signed
     if kind == "detached":
-        images = fu.publish_snapshot(
-            fake,
-            "ubuntu",
-            ["amd64", "arm64", "riscv64", "s390x", "ppc64le"],
-            version="24.04",
-            codename="noble",
-            snapshot="release-20260801",
-        )
+        images = noble(fake, "release-20260801")
         sums = images["amd64"].rsplit("/", 1)[0] + "/SHA256SUMS"
         match = r"bad signature on .*release-20260801/SHA256SUMS"
     else:
-        image = fu.publish(
-            fake, "fedora", fu.path_of("fedora", "riscv64", version="44", snapshot="44-20260901.0")
-        )
+        image = fedora_riscv(fake)
         sums = image.rsplit("/", 1)[0] + "/Fedora-Cloud-44-20260901.0-riscv64-CHECKSUM"
         match = r"bad signature on .*-riscv64-CHECKSUM"
     digest = fake.sha256(
@@ -230,9 +215,7 @@ def test_tampered_sums_fail(signed, keys, kind):
 
 def test_clear_signature_stripped_is_refused_with_a_keyring(signed, keys):
     fake, path = signed
-    image = fu.publish(
-        fake, "fedora", fu.path_of("fedora", "riscv64", version="44", snapshot="44-20260901.0")
-    )
+    image = fedora_riscv(fake)
     sums = image.rsplit("/", 1)[0] + "/Fedora-Cloud-44-20260901.0-riscv64-CHECKSUM"
     fake.set_file(sums, fake.sums_text(sums))
     with pytest.raises(RefreshError, match="is not clear-signed, but upstream signs it"):
@@ -241,14 +224,9 @@ def test_clear_signature_stripped_is_refused_with_a_keyring(signed, keys):
 
 def test_missing_signature_falls_back(signed, keys):
     fake, path = signed
-    arches = ["amd64", "arm64", "riscv64", "s390x", "ppc64le"]
-    fu.publish_snapshot(
-        fake, "ubuntu", arches, version="24.04", codename="noble", snapshot="release-20260801"
-    )
+    noble(fake, "release-20260801")
     fake.signer = None
-    fu.publish_snapshot(
-        fake, "ubuntu", arches, version="24.04", codename="noble", snapshot="release-20260802"
-    )  # unsigned
+    noble(fake, "release-20260802")  # unsigned
     lines = refresh(fake, path, keys["upstream"][0])
     assert json.loads(path.read_bytes())["ubuntu-24.04"]["snapshot"] == "release-20260801"
     assert any("release-20260802 is incomplete (no SHA256SUMS.gpg)" in line for line in lines)
@@ -256,14 +234,7 @@ def test_missing_signature_falls_back(signed, keys):
 
 def test_keyring_without_gpgv_is_an_error(signed, keys, monkeypatch, tmp_path):
     fake, path = signed
-    fu.publish_snapshot(
-        fake,
-        "ubuntu",
-        ["amd64", "arm64", "riscv64", "s390x", "ppc64le"],
-        version="24.04",
-        codename="noble",
-        snapshot="release-20260801",
-    )
+    noble(fake, "release-20260801")
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RefreshError, match="gpgv is not installed"):
         refresh(fake, path, keys["upstream"][0])

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import re
 
-from .layout import Candidates, Context, Layout, SumsSource, dirname
+from .layout import RPM_ARCHES, Context, Layout
 from .snapshots import ALMALINUX
-from .upstream import Upstream
 
 
 class AlmaLinux(Layout):
@@ -29,20 +28,16 @@ class AlmaLinux(Layout):
         r"AlmaLinux-(?P=version)-GenericCloud-(?P<snapshot>(?P=minor)-\d{8}(?:\.\d+)?)"
         r"\.(?P=arch)\.qcow2"
     )
-    arches = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x"}
+    arches = RPM_ARCHES
+    minor_dirs = True
     shape = (
         "<root><M.m>/cloud/<arch>/images/AlmaLinux-<M>-GenericCloud-<M.m>-<date>[.<n>].<arch>.qcow2"
     )
+    sums_name = "CHECKSUM"
     sums_note = "CHECKSUM per arch directory (coreutils, SHA-256)"
-
-    def candidates(self, up: Upstream, ctx: Context, arch: str) -> Candidates:
-        return self.minor_candidates(up, ctx, arch)
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}{snapshot.split('-', 1)[0]}/cloud/{self.arches[arch]}/images/"
-
-    def sums_source(self, ctx: Context, image_url: str, arch: str) -> SumsSource:
-        return SumsSource(dirname(image_url) + "CHECKSUM", "coreutils")
 
 
 LAYOUT = AlmaLinux()

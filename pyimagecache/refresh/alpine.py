@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import re
 
-from .layout import Candidates, Context, Layout, SumsSource
+from .layout import Context, Layout
 from .snapshots import ALPINE
-from .upstream import Upstream
 
 _DEFAULTS = {"vendor": "nocloud", "firmware": "uefi", "bootstrap": "cloudinit", "machine": ""}
 
@@ -36,6 +35,9 @@ class Alpine(Layout):
         "<root>v<M.m>/releases/cloud/"
         "<vendor>_alpine-<X.Y.Z>-<arch>-<firmware>-<bootstrap>-r<rev>.qcow2"
     )
+    sums_name = "{image}.sha512"
+    sums_format = "bare"
+    sums_algorithm = "sha512"
     sums_note = "<image>.sha512 (the bare SHA-512); no signature"
 
     def url_snapshot(self, m: re.Match[str]) -> str:
@@ -44,14 +46,8 @@ class Alpine(Layout):
     def default(self, arch: str, group: str) -> str:
         return _DEFAULTS[group]
 
-    def candidates(self, up: Upstream, ctx: Context, arch: str) -> Candidates:
-        return self.file_candidates(up, ctx, self.image_dir(ctx, "", arch), arch)
-
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}v{ctx.version}/releases/cloud/"
-
-    def sums_source(self, ctx: Context, image_url: str, arch: str) -> SumsSource:
-        return SumsSource(image_url + ".sha512", "bare", "sha512")
 
 
 LAYOUT = Alpine()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .layout import ARM64_OPTIONAL, Candidates, Context, Layout, SumsSource, dirname
+from .layout import ARM64_OPTIONAL, Candidates, Context, Layout
 from .snapshots import AMAZONLINUX
 from .upstream import Upstream
 
@@ -36,6 +36,7 @@ class AmazonLinux(Layout):
         "<root>al2023/os-images/<version>/kvm[-arm64]/"
         "al2023-kvm-<version>-kernel-<k>-<arch>.xfs.gpt.qcow2"
     )
+    sums_name = "SHA256SUMS"
     sums_note = "SHA256SUMS per kvm*/ directory (coreutils); no signature"
 
     def default(self, arch: str, group: str) -> str:
@@ -46,9 +47,6 @@ class AmazonLinux(Layout):
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}al{ctx.version}/os-images/{snapshot}/{_KVM[arch]}/"
-
-    def sums_source(self, ctx: Context, image_url: str, arch: str) -> SumsSource:
-        return SumsSource(dirname(image_url) + "SHA256SUMS", "coreutils")
 
 
 LAYOUT = AmazonLinux()

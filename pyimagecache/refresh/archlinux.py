@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from .layout import ARM64_NONE, Candidates, Context, Layout, SumsSource
+from .layout import ARM64_NONE, Candidates, Context, Layout
 from .snapshots import ARCHLINUX
 from .upstream import Upstream
 
@@ -28,6 +28,8 @@ class ArchLinux(Layout):
     arches = {"amd64": "x86_64"}
     arm64 = ARM64_NONE
     shape = "<root>v<date>.<job>/Arch-Linux-x86_64-cloudimg-<date>.<job>.qcow2"
+    sums_name = "{image}.SHA256"
+    signature = ".sig"
     sums_note = "<image>.SHA256 (coreutils line), detached <image>.SHA256.sig"
 
     def candidates(self, up: Upstream, ctx: Context, arch: str) -> Candidates:
@@ -35,9 +37,6 @@ class ArchLinux(Layout):
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}v{snapshot}/"
-
-    def sums_source(self, ctx: Context, image_url: str, arch: str) -> SumsSource:
-        return SumsSource(image_url + ".SHA256", "coreutils", signature=image_url + ".SHA256.sig")
 
 
 LAYOUT = ArchLinux()

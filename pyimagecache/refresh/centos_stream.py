@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 
-from .layout import Candidates, Context, Layout, SumsSource
+from .layout import RPM_ARCHES, Context, Layout
 from .snapshots import CENTOS_STREAM
-from .upstream import Upstream
 
 
 class CentOSStream(Layout):
@@ -25,18 +24,14 @@ class CentOSStream(Layout):
         r"(?P<root>.+/)(?P<version>\d+)-stream/(?P<arch>[a-z0-9_]+)/images/"
         r"CentOS-Stream-GenericCloud-(?P=version)-(?P<snapshot>\d{8}\.\d+)\.(?P=arch)\.qcow2"
     )
-    arches = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x"}
+    arches = RPM_ARCHES
     shape = "<root><N>-stream/<arch>/images/CentOS-Stream-GenericCloud-<N>-<date>.<n>.<arch>.qcow2"
+    sums_name = "{image}.SHA256SUM"
+    sums_format = "bsd"
     sums_note = "<image>.SHA256SUM (BSD line); not signed upstream"
-
-    def candidates(self, up: Upstream, ctx: Context, arch: str) -> Candidates:
-        return self.file_candidates(up, ctx, self.image_dir(ctx, "", arch), arch)
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}{ctx.version}-stream/{self.arches[arch]}/images/"
-
-    def sums_source(self, ctx: Context, image_url: str, arch: str) -> SumsSource:
-        return SumsSource(image_url + ".SHA256SUM", "bsd")
 
 
 LAYOUT = CentOSStream()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from .layout import Candidates, Context, Layout, SumsSource, dirname
+from .layout import Candidates, Context, Layout
 from .snapshots import DEBIAN
 from .upstream import Upstream
 
@@ -34,6 +34,8 @@ class Debian(Layout):
     keep = ("variant",)
     needs_codename = True
     shape = "<root><codename>/<snapshot>/debian-<version>-<variant>-<arch>-<snapshot>.qcow2"
+    sums_name = "SHA512SUMS"
+    sums_algorithm = "sha512"
     sums_note = "SHA512SUMS per snapshot (coreutils, SHA-512; not signed upstream)"
 
     def default(self, arch: str, group: str) -> str:
@@ -44,9 +46,6 @@ class Debian(Layout):
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}{ctx.codename}/{snapshot}/"
-
-    def sums_source(self, ctx: Context, image_url: str, arch: str) -> SumsSource:
-        return SumsSource(dirname(image_url) + "SHA512SUMS", "coreutils", "sha512")
 
 
 LAYOUT = Debian()

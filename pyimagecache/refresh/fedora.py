@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import re
 
-from .layout import Candidates, Context, Layout, SumsSource, dirname
+from .layout import RPM_ARCHES, Context, Layout
 from .snapshots import FEDORA
-from .upstream import Upstream
 
 #: Where each arch's release tree lives below the root.
 _TREES = {
@@ -37,30 +36,18 @@ class Fedora(Layout):
         r"/(?P<version>\d+)/Cloud/(?P<arch>[a-z0-9_]+)/images/"
         r"Fedora-Cloud-Base-Generic-(?P<snapshot>(?P=version)-\d+\.\d+)\.(?P=arch)\.qcow2"
     )
-    arches = {
-        "amd64": "x86_64",
-        "arm64": "aarch64",
-        "ppc64le": "ppc64le",
-        "s390x": "s390x",
-        "riscv64": "riscv64",
-    }
+    arches = {**RPM_ARCHES, "riscv64": "riscv64"}
     shape = (
         "<root>fedora/linux/releases/<N>/Cloud/<arch>/images/"
         "Fedora-Cloud-Base-Generic-<N>-<compose>.<arch>.qcow2"
     )
+    sums_name = "Fedora-Cloud-{snapshot}-{arch}-CHECKSUM"
+    sums_format = "bsd"
+    clearsigned = True
     sums_note = "Fedora-Cloud-<N>-<compose>-<arch>-CHECKSUM (BSD lines), PGP clear-signed"
-
-    def candidates(self, up: Upstream, ctx: Context, arch: str) -> Candidates:
-        return self.file_candidates(up, ctx, self.image_dir(ctx, "", arch), arch)
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}{_TREES[arch]}/{ctx.version}/Cloud/{self.arches[arch]}/images/"
-
-    def sums_source(self, ctx: Context, image_url: str, arch: str) -> SumsSource:
-        m = self.match(image_url)
-        snapshot = m.group("snapshot") if m else ""  # <N>-<compose>
-        name = f"Fedora-Cloud-{snapshot}-{self.arches[arch]}-CHECKSUM"
-        return SumsSource(dirname(image_url) + name, "bsd", clearsigned=True)
 
 
 LAYOUT = Fedora()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from .layout import Candidates, Context, Layout, SumsSource, dirname
+from .layout import Candidates, Context, Layout
 from .snapshots import FREEBSD
 from .upstream import Upstream
 
@@ -42,6 +42,8 @@ class FreeBSD(Layout):
         "<root><X.Y>-RELEASE/<arch>/Latest/"
         "FreeBSD-<X.Y>-RELEASE-<arch>-BASIC-CLOUDINIT-ufs.qcow2.xz"
     )
+    sums_name = "CHECKSUM.SHA256"
+    sums_format = "bsd"
     sums_note = "CHECKSUM.SHA256 in Latest/ (BSD lines, of the .xz); no signature"
 
     def default(self, arch: str, group: str) -> str:
@@ -52,9 +54,6 @@ class FreeBSD(Layout):
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}{snapshot}/{_DIRS[arch]}/Latest/"
-
-    def sums_source(self, ctx: Context, image_url: str, arch: str) -> SumsSource:
-        return SumsSource(dirname(image_url) + "CHECKSUM.SHA256", "bsd")
 
 
 LAYOUT = FreeBSD()

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from .upstream import Upstream
 
 ARM64_REQUIRED, ARM64_OPTIONAL, ARM64_NONE = "required", "optional", "none"
+#: How the RPM families (Fedora, CentOS Stream, AlmaLinux, Rocky...) spell the arches.
+RPM_ARCHES = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,17 @@ class Layout:
     keep: Tuple[str, ...] = ()
     #: Entry fields the layout needs besides ``version``.
     needs_codename: bool = False
+    #: Snapshots live in a directory per minor release, ``<root><M.m>/`` (AlmaLinux, Rocky).
+    minor_dirs: bool = False
+    #: The checksum file, beside the image: a name (``SHA512SUMS``) or a template of
+    #: ``{image}`` (the image's file name), ``{snapshot}`` and ``{arch}`` (upstream's spelling).
+    sums_name: str = ""
+    sums_format: str = "coreutils"
+    sums_algorithm: str = "sha256"
+    #: Appended to the checksum file's URL: its detached signature ("": none published).
+    signature: str = ""
+    #: Upstream clear-signs the checksum file.
+    clearsigned: bool = False
     #: For messages and the README: a pinned image's URL, spelled out.
     shape: str = ""
     #: For the README and messages: what the checksum file is and how it is signed.
@@ -151,19 +164,35 @@ class Layout:
         m = self.match(url)
         return {g: m.group(g) or "" for g in self.keep} if m else {}
 
-    # -- what a family implements -----------------------------------------------------------
-
-    def candidates(self, up: Upstream, ctx: Context, arch: str) -> Candidates:
-        """Snapshot names upstream offers for ``arch``, newest first."""
-        raise NotImplementedError
+    # -- what a family implements or declares ----------------------------------------------
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         """The directory URL holding ``snapshot``'s image for ``arch``."""
         raise NotImplementedError
 
+    def candidates(self, up: Upstream, ctx: Context, arch: str) -> Candidates:
+        """Snapshot names upstream offers for ``arch``, newest first: by default the images
+        in the one directory every snapshot shares (or one per minor release)."""
+        if self.minor_dirs:
+            return self.minor_candidates(up, ctx, arch)
+        return self.file_candidates(up, ctx, self.image_dir(ctx, "", arch), arch)
+
     def sums_source(self, ctx: Context, image_url: str, arch: str) -> SumsSource:
-        """The checksum file publishing ``image_url``'s digest."""
-        raise NotImplementedError
+        """The checksum file publishing ``image_url``'s digest (from :attr:`sums_name`)."""
+        m = self.match(image_url)
+        name = self.sums_name.format(
+            image=basename(image_url),
+            snapshot=self.url_snapshot(m) if m else "",
+            arch=self.arches.get(arch, arch),
+        )
+        url = dirname(image_url) + name
+        return SumsSource(
+            url,
+            self.sums_format,
+            self.sums_algorithm,
+            url + self.signature if self.signature else "",
+            self.clearsigned,
+        )
 
     # -- shared machinery -------------------------------------------------------------------
 

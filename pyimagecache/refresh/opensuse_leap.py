@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import re
 
-from .layout import ARM64_OPTIONAL, Candidates, Context, Layout, SumsSource
+from .layout import ARM64_OPTIONAL, Context, Layout
 from .snapshots import OPENSUSE_LEAP
-from .upstream import Upstream
 
 
 class OpenSUSELeap(Layout):
@@ -36,19 +35,15 @@ class OpenSUSELeap(Layout):
     arm64 = ARM64_OPTIONAL
     keep = ("prefix",)
     shape = "<root><X.Y>/appliances/Leap-<X.Y>-Minimal-VM.<arch>-Cloud-Build<n>.<m>.qcow2"
+    sums_name = "{image}.sha256"
+    signature = ".asc"
     sums_note = "<image>.sha256 (coreutils line), detached <image>.sha256.asc"
 
     def default(self, arch: str, group: str) -> str:
         return "Leap"
 
-    def candidates(self, up: Upstream, ctx: Context, arch: str) -> Candidates:
-        return self.file_candidates(up, ctx, self.image_dir(ctx, "", arch), arch)
-
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}{ctx.version}/appliances/"
-
-    def sums_source(self, ctx: Context, image_url: str, arch: str) -> SumsSource:
-        return SumsSource(image_url + ".sha256", "coreutils", signature=image_url + ".sha256.asc")
 
 
 LAYOUT = OpenSUSELeap()

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import re
 
-from .layout import Candidates, Context, Layout, SumsSource
+from .layout import RPM_ARCHES, Context, Layout
 from .snapshots import ROCKY
-from .upstream import Upstream
 
 
 class Rocky(Layout):
@@ -27,18 +26,15 @@ class Rocky(Layout):
         r"Rocky-(?P=version)-GenericCloud-Base-(?P<snapshot>(?P=minor)-\d{8}\.\d+)"
         r"\.(?P=arch)\.qcow2"
     )
-    arches = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x"}
+    arches = RPM_ARCHES
+    minor_dirs = True
     shape = "<root><M.m>/images/<arch>/Rocky-<M>-GenericCloud-Base-<M.m>-<date>.<n>.<arch>.qcow2"
+    sums_name = "{image}.CHECKSUM"
+    sums_format = "bsd"
     sums_note = "<image>.CHECKSUM (BSD line); not signed upstream"
-
-    def candidates(self, up: Upstream, ctx: Context, arch: str) -> Candidates:
-        return self.minor_candidates(up, ctx, arch)
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}{snapshot.split('-', 1)[0]}/images/{self.arches[arch]}/"
-
-    def sums_source(self, ctx: Context, image_url: str, arch: str) -> SumsSource:
-        return SumsSource(image_url + ".CHECKSUM", "bsd")
 
 
 LAYOUT = Rocky()

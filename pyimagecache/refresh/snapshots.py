@@ -65,22 +65,9 @@ AMAZONLINUX = SnapshotRule(rf"(\d{{4}})\.(\d{{1,3}})\.{_DATE}\.({_N})", "2023.<m
 FREEBSD = SnapshotRule(r"(\d{1,3})\.(\d{1,3})-RELEASE", "<X.Y>-RELEASE")
 
 
-def debian_key(name: str) -> Optional[SnapshotKey]:
-    """Sort key of a Debian snapshot name, or None when ``name`` is not one.
-
-    >>> debian_key("20260601-2496")
-    (2026, 6, 1, 2496)
-    """
-    return DEBIAN(name)
-
-
-def ubuntu_key(name: str) -> Optional[SnapshotKey]:
-    """Sort key of an Ubuntu release snapshot name, or None when ``name`` is not one.
-
-    >>> ubuntu_key("release-20260518.1")
-    (2026, 5, 18, 1)
-    """
-    return UBUNTU(name)
+#: The older names of Debian's and Ubuntu's rules: ``debian_key("20260601-2496")`` is
+#: ``(2026, 6, 1, 2496)``, ``ubuntu_key("release-20260518.1")`` ``(2026, 5, 18, 1)``.
+debian_key, ubuntu_key = DEBIAN, UBUNTU
 
 
 def newest_first(names: Iterable[str], key: Callable[[str], Optional[SnapshotKey]]) -> List[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from ..errors import RefreshError
-from .layout import Candidates, Context, Layout, SumsSource, dirname
+from .layout import Candidates, Context, Layout
 from .snapshots import UBUNTU, newest_first
 from .upstream import Upstream
 
@@ -36,6 +36,8 @@ class Ubuntu(Layout):
     }
     moving = frozenset({"release"})
     shape = "<root><codename>/release-<date>[.<n>]/ubuntu-<version>-server-cloudimg-<arch>.img"
+    sums_name = "SHA256SUMS"
+    signature = ".gpg"
     sums_note = "SHA256SUMS per snapshot (coreutils), detached SHA256SUMS.gpg"
 
     def candidates(self, up: Upstream, ctx: Context, arch: str) -> Candidates:
@@ -50,12 +52,6 @@ class Ubuntu(Layout):
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}{ctx.codename or ctx.version}/{snapshot}/"
-
-    def sums_source(self, ctx: Context, image_url: str, arch: str) -> SumsSource:
-        directory = dirname(image_url)
-        return SumsSource(
-            directory + "SHA256SUMS", "coreutils", signature=directory + "SHA256SUMS.gpg"
-        )
 
 
 LAYOUT = Ubuntu()
