@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from pyimagecache import _sparse
 from pyimagecache._atomic import atomic_output
-from pyimagecache.cachefiles import STALE_GLOB
 from pyimagecache._lock import FileLock
 from pyimagecache._progress import Throttle
 from pyimagecache._sparse import BLOCK, WritebackPacer, is_zero, write_sparse
+from pyimagecache.cachefiles import STALE_GLOB
 
 
 def test_atomic_output_publishes_complete_file(tmp_path: Path) -> None:
