@@ -196,3 +196,17 @@ def test_cli_check(tmp_path, capsys):
     assert main(["catalog", "check", "--catalog", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "no arm64 image" in err and "64 lowercase hex" in err and "2 problem(s)" in err
+
+
+def test_readme_lists_every_family():
+    from pathlib import Path
+
+    from pyimagecache.refresh.families import FAMILIES
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    section = readme.read_text().split("## Catalog families", 1)[1].split("\n## ", 1)[0]
+    for distro, layout in FAMILIES.items():
+        assert f"| `{distro}` |" in section, distro
+        assert layout.root.split("//", 1)[1] in section, layout.root
+    for alias in embedded():
+        assert alias.split("-")[0] in section
