@@ -98,7 +98,7 @@ class ImageInfo:
 
     >>> info = load_catalog()["debian-12"]
     >>> info.codename, sorted(info.arch)
-    ('bookworm', ['amd64', 'arm64'])
+    ('bookworm', ['amd64', 'arm64', 'ppc64le'])
     """
 
     distro: str
@@ -154,9 +154,7 @@ def _parse_arch_image(alias: str, arch: str, obj: object, schemes: Tuple[str, ..
         )
     unknown = sorted(set(obj) - set(ARCH_FIELDS))
     if unknown:
-        raise _fail(
-            where, f"unknown field {unknown[0]!r} (expected url, sha256, sha512, snapshot)"
-        )
+        raise _fail(where, f"unknown field {unknown[0]!r} (expected url, sha256, sha512, snapshot)")
     url = obj.get("url")
     if not isinstance(url, str) or not url:
         raise _fail(where, "field 'url' must be a non-empty string")
@@ -333,8 +331,8 @@ def aliases(catalog: Optional[CatalogSource] = None) -> List[str]:
             disk = pyimagecache.ensure(alias)
             ...
 
-    >>> aliases()[:2]
-    ['debian-11', 'debian-12']
+    >>> aliases()[:3]
+    ['almalinux-10', 'almalinux-9', 'alpine-3.21']
     """
     return sorted(resolve_catalog(catalog))
 

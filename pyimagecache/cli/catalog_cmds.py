@@ -59,7 +59,11 @@ def register(subparsers: Any) -> None:
         ".sha256.asc, .SHA256.sig) with gpgv against this keyring",
     )
     refresh.add_argument(
-        "--root", action="append", type=_root_spec, default=[], metavar="FAMILY=URL",
+        "--root",
+        action="append",
+        type=_root_spec,
+        default=[],
+        metavar="FAMILY=URL",
         help=_ROOT_HELP,
     )
     refresh.add_argument("--debian-root", metavar="URL", help=_DEBIAN_HELP)

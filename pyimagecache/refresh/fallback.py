@@ -8,10 +8,14 @@ root is taken from the URL, so a catalog pointing at a mirror is resolved on the
 returns its URL with the digests upstream's checksum file publishes for it. It never downloads
 the image: the caller downloads it and checks it against :attr:`FallbackPin.expected`.
 
->>> pin = newer_pin("debian-12", info, "amd64", settings=Settings(), keyring=None)  # doctest: +SKIP
->>> pin.snapshot, pin.url, pin.expected.sha512[:8], pin.verified_signature, pin.source
-('20260801-2600', 'https://.../debian-12-genericcloud-amd64-20260801-2600.qcow2', '...', False,
- 'https://.../20260801-2600/SHA512SUMS')
+Example (not run: it needs the network)::
+
+    pin = newer_pin("debian-12", info, "amd64", settings=Settings(), keyring=None)
+    pin.snapshot            # '20260801-2600'
+    pin.url                 # '.../20260801-2600/debian-12-genericcloud-amd64-20260801-2600.qcow2'
+    pin.expected            # Expected(sha256=None, sha512='...'), from SHA512SUMS
+    pin.verified_signature  # False: Debian signs nothing
+    pin.source              # '.../bookworm/20260801-2600/SHA512SUMS'
 """
 
 from __future__ import annotations

@@ -36,7 +36,6 @@ from typing import (
     Union,
 )
 
-from ..errors import RefreshError
 from .snapshots import SnapshotRule, newest_first
 
 if TYPE_CHECKING:
@@ -287,9 +286,3 @@ def moving_segments(layout: Optional[Layout], url_path: str) -> Tuple[str, ...]:
     if MOVING_FILE.search(segments[-1]):
         found.append(segments[-1])
     return tuple(found)
-
-
-def need(value: object, what: str, alias: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise RefreshError(f"{alias}: needs {what!r}")
-    return value
