@@ -22,7 +22,7 @@ from ._lock import FileLock
 from ._progress import ProgressCallback
 from .cachedir import resolve_cache_dir
 from .cachefiles import EntryNames, alias_names, is_url, url_names
-from .catalog import CatalogSource, ImageInfo, lookup, resolve_catalog, suggest
+from .catalog import CatalogSource, ImageInfo, lookup, resolve_catalog, snapshot_of, suggest
 from .errors import (
     CatalogError,
     ConversionError,
@@ -95,9 +95,9 @@ def resolve(
     return Request(
         url=image.url,
         expected=pinned,
-        names=alias_names(url_or_alias, info.snapshot, key, image.url),
+        names=alias_names(url_or_alias, snapshot_of(info, key), key, image.url),
         alias=url_or_alias,
-        snapshot=info.snapshot,
+        snapshot=snapshot_of(info, key),
         arch=key,
         info=info,
     )

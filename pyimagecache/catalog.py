@@ -1,5 +1,8 @@
 """The pinned image catalog: alias -> dated snapshot -> per-arch URL and SHA-256 or SHA-512.
 
+An arch entry may carry its own ``snapshot`` when upstream builds that arch separately (its own
+build id, or an older build than the other arches): :func:`snapshot_of` gives the effective one.
+
 The embedded ``catalog.json`` ships inside the package (read through importlib.resources, so a
 wheel or zip import works). ``PYIMAGECACHE_CATALOG=/path.json`` or ``catalog=`` replaces it, which
 is how mirrors, air-gapped sites and tests point :func:`pyimagecache.ensure` elsewhere. Parsing
@@ -24,7 +27,15 @@ from .errors import CatalogError, UnsupportedArchError
 from .hashing import ALGORITHMS, HEX_DIGITS, Expected, is_digest
 from .settings import environ
 
-__all__ = ["ARCHES", "ArchImage", "ImageInfo", "aliases", "cache_stem", "load_catalog"]
+__all__ = [
+    "ARCHES",
+    "ArchImage",
+    "ImageInfo",
+    "aliases",
+    "cache_stem",
+    "load_catalog",
+    "snapshot_of",
+]
 
 #: Architecture keys, as Go's GOARCH spells them (the origin of the schema).
 ARCHES = ("amd64", "arm64", "riscv64", "ppc64le", "s390x")
@@ -40,6 +51,7 @@ _MACHINE_TO_ARCH = {
     "armv8l": "arm64",
     "riscv64": "riscv64",
     "ppc64le": "ppc64le",
+    "ppc64el": "ppc64le",  # Debian's and Ubuntu's spelling
     "powerpc64le": "ppc64le",
     "s390x": "s390x",
 }
@@ -48,7 +60,7 @@ _MACHINE_TO_ARCH = {
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 #: The fields of an alias entry and of its per-arch images, in the order catalog.json keeps.
 INFO_FIELDS = ("distro", "version", "codename", "snapshot", "bumped_at", "arch")
-ARCH_FIELDS = ("url", "sha256", "sha512")
+ARCH_FIELDS = ("url", "sha256", "sha512", "snapshot")
 _EMBEDDED_SCHEMES = ("https",)
 _USER_SCHEMES = ("https", "http", "file")
 
@@ -58,7 +70,9 @@ CatalogSource = Union[str, "os.PathLike[str]", Mapping[str, "ImageInfo"]]
 @dataclass(frozen=True)
 class ArchImage:
     """The pinned download for one architecture: its URL and the SHA-256 and/or SHA-512 it
-    must hash to (an empty string where that algorithm is not pinned; at least one is).
+    must hash to (an empty string where that algorithm is not pinned; at least one is), and
+    the upstream snapshot it belongs to when that differs from the alias's ("" means the
+    alias's; see :func:`snapshot_of`).
 
     >>> ArchImage("https://example.org/disk.raw", "0" * 64).url
     'https://example.org/disk.raw'
@@ -67,6 +81,7 @@ class ArchImage:
     url: str
     sha256: str = ""
     sha512: str = ""
+    snapshot: str = ""
 
     @property
     def expected(self) -> Expected:
@@ -83,7 +98,7 @@ class ImageInfo:
 
     >>> info = load_catalog()["debian-12"]
     >>> info.codename, sorted(info.arch)
-    ('bookworm', ['amd64', 'arm64'])
+    ('bookworm', ['amd64', 'arm64', 'ppc64le'])
     """
 
     distro: str
@@ -92,6 +107,18 @@ class ImageInfo:
     snapshot: str
     bumped_at: str
     arch: Mapping[str, ArchImage]
+
+
+def snapshot_of(info: ImageInfo, arch: str) -> str:
+    """The snapshot of ``info``'s image for ``arch``: the arch's own when it has one (upstream
+    built that arch separately), else the alias's. Cache names are stamped with it.
+
+    >>> info = load_catalog()["oraclelinux-9"]
+    >>> info.snapshot, snapshot_of(info, "amd64"), snapshot_of(info, "arm64")
+    ('OL9U8-b293', 'OL9U8-b293', 'OL9U8-b182')
+    """
+    image = info.arch.get(arch)
+    return (image.snapshot if image is not None else "") or info.snapshot
 
 
 def normalize_arch(name: Optional[str] = None) -> str:
@@ -127,7 +154,7 @@ def _parse_arch_image(alias: str, arch: str, obj: object, schemes: Tuple[str, ..
         )
     unknown = sorted(set(obj) - set(ARCH_FIELDS))
     if unknown:
-        raise _fail(where, f"unknown field {unknown[0]!r} (expected url, sha256, sha512)")
+        raise _fail(where, f"unknown field {unknown[0]!r} (expected url, sha256, sha512, snapshot)")
     url = obj.get("url")
     if not isinstance(url, str) or not url:
         raise _fail(where, "field 'url' must be a non-empty string")
@@ -152,7 +179,19 @@ def _parse_arch_image(alias: str, arch: str, obj: object, schemes: Tuple[str, ..
         digests[name] = value
     if not digests:
         raise _fail(where, "needs a 'sha256' or 'sha512' digest (or both)")
-    return ArchImage(url=url, **digests)
+    snapshot = obj.get("snapshot", "")
+    if snapshot != "":
+        _check_snapshot(where, snapshot)
+    return ArchImage(url=url, snapshot=snapshot, **digests)
+
+
+def _check_snapshot(where: str, snapshot: object) -> None:
+    if not isinstance(snapshot, str) or not _SAFE_NAME.fullmatch(snapshot):
+        raise _fail(
+            where,
+            f"field 'snapshot' {snapshot!r} is not file-name safe "
+            "([A-Za-z0-9] then [A-Za-z0-9._-], at most 100 characters)",
+        )
 
 
 def _parse_info(alias: str, obj: object, schemes: Tuple[str, ...]) -> ImageInfo:
@@ -165,12 +204,7 @@ def _parse_info(alias: str, obj: object, schemes: Tuple[str, ...]) -> ImageInfo:
     version = _string(alias, obj, "version", required=True)
     codename = _string(alias, obj, "codename", required=False)
     snapshot = _string(alias, obj, "snapshot", required=True)
-    if not _SAFE_NAME.fullmatch(snapshot):
-        raise _fail(
-            f"alias {alias!r}",
-            f"field 'snapshot' {snapshot!r} is not file-name safe "
-            "([A-Za-z0-9] then [A-Za-z0-9._-], at most 100 characters)",
-        )
+    _check_snapshot(f"alias {alias!r}", snapshot)
     bumped_at = _string(alias, obj, "bumped_at", required=False)
     if bumped_at:
         try:
@@ -297,8 +331,8 @@ def aliases(catalog: Optional[CatalogSource] = None) -> List[str]:
             disk = pyimagecache.ensure(alias)
             ...
 
-    >>> aliases()[:2]
-    ['debian-11', 'debian-12']
+    >>> aliases()[:3]
+    ['almalinux-10', 'almalinux-9', 'alpine-3.21']
     """
     return sorted(resolve_catalog(catalog))
 
@@ -375,7 +409,8 @@ def encode_document(doc: Any) -> bytes:
 
 
 def entry_document(info: ImageInfo) -> Dict[str, Any]:
-    """One alias as catalog.json spells it (empty optional fields and digests omitted)."""
+    """One alias as catalog.json spells it (empty optional fields, digests and arch snapshots
+    omitted)."""
     out: Dict[str, Any] = {}
     for name in INFO_FIELDS:
         value = getattr(info, name)

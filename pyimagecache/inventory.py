@@ -12,7 +12,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from . import cachefiles
 from ._lock import FileLock
-from .catalog import ARCHES, ImageInfo
+from .catalog import ARCHES, ImageInfo, snapshot_of
 from .sidecar import read_sidecar
 
 _PARTIAL_GLOBS = ("*" + cachefiles.PART, "*" + cachefiles.PART_META, cachefiles.STALE_GLOB)
@@ -36,7 +36,8 @@ class Entry:
 
 def _pinned_stems(entries: Mapping[str, ImageInfo]) -> Dict[str, Tuple[str, str, str]]:
     return {
-        cachefiles.cache_stem(alias, info.snapshot, arch): (alias, info.snapshot, arch)
+        cachefiles.cache_stem(alias, snapshot_of(info, arch), arch):
+            (alias, snapshot_of(info, arch), arch)
         for alias, info in entries.items()
         for arch in info.arch
     }

@@ -1,34 +1,36 @@
-"""A fake cloud.debian.org + cloud-images.ubuntu.com for the catalog refresher's tests.
+"""A fake upstream image server for the catalog refresher's tests.
 
     >>> with FakeUpstream() as fake:                               # doctest: +SKIP
-    ...     fake.add_debian("12", "bookworm", "20260601-2496")
-    ...     fake.add_ubuntu("24.04", "noble", "release-20260518")
-    ...     refresh_catalog(path, debian_root=fake.debian_root, ubuntu_root=fake.ubuntu_root)
+    ...     fakeupstreams.publish(fake, "debian", version="12", codename="bookworm", ...)
+    ...     refresh_catalog(path, roots=fake.roots())
     ...     fake.image_bytes_sent()
     0
 
-A threaded http.server on 127.0.0.1 (ephemeral port) serving a virtual tree shaped like the real
-servers: Apache-style HTML indexes (a table for Debian, a <pre> listing for Ubuntu), ``latest/``
-and ``daily/`` beside Debian's dated snapshots, ``current/`` and ``release/`` beside Ubuntu's,
-``/ubuntu/<version>/`` redirecting to ``/ubuntu/<codename>/``, SHA512SUMS (``<hex>  <file>``) and
-SHA256SUMS (``<hex> *<file>``), small generated images, single Range requests. Every request
-is logged with the body bytes actually sent, and switches inject the faults the refresher must
-survive: a missing file or sums line, a wrong checksum, a malformed listing, a dead server.
+A threaded http.server on 127.0.0.1 (ephemeral port) serving a virtual tree of files: generated
+HTML directory indexes in the styles real servers use (an Apache table, Ubuntu's ``<pre>``
+listing, nginx's autoindex), redirects, single Range requests. Checksum files are registered
+as :class:`Sums` and rendered from the files they cover, in the real formats (coreutils, BSD
+with size comments, bare, Oracle's template JSON), with detached or clear signatures from a
+signer a test sets (a placeholder armour when none is set, so a clear-signed file always looks
+like upstream's). :mod:`fakeupstreams` knows each family's layout. Every request is logged
+with the body bytes actually sent, and switches inject the faults the refresher must survive:
+a missing file or sums line, a wrong checksum, tampering, a malformed listing, a dead server.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import json
 import random
 import re
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
-ARCHES = ("amd64", "arm64")
-IMAGE_SUFFIXES = (".raw", ".img")
-#: Signs a sums file: data -> detached signature.
+IMAGE_SUFFIXES = (".raw", ".img", ".qcow2", ".xz", ".vmdk", ".squashfs")
+#: Signs data: data -> signature (detached) or data -> clear-signed message.
 Signer = Callable[[bytes], bytes]
 
 
@@ -39,6 +41,25 @@ class Request(NamedTuple):
     sent: int  # body bytes written to the socket
 
 
+@dataclass
+class Sums:
+    """A checksum file the fake renders: over ``members`` (paths), in ``fmt``.
+
+    ``fmt``: ``coreutils`` (``<hex>  <file>``), ``coreutils-binary`` (``<hex> *<file>``),
+    ``coreutils-1`` (``<hex> <file>``), ``bsd`` (with ``# <file>: <n> bytes`` comments),
+    ``bsd-repeated`` (each line twice, as Rocky's sidecars), ``bare``, ``oracle``.
+    ``signature``: ``""``, a detached suffix (``.gpg``, ``.asc``, ``.sig``, ``.sign``) or
+    ``clear``. ``dir_wide``: members are every image-like file in its directory."""
+
+    path: str
+    fmt: str
+    algorithm: str = "sha256"
+    signature: str = ""
+    dir_wide: bool = False
+    members: Tuple[str, ...] = ()
+    base_url: str = ""  # oracle: the template's base_url
+
+
 def make_image(path: str, size: int) -> bytes:
     """Deterministic, distinct content per path: random ends around a zero run (like a disk)."""
     rng = random.Random(path)
@@ -47,16 +68,33 @@ def make_image(path: str, size: int) -> bytes:
     return rng.randbytes(4096) + bytes(size - 8192) + rng.randbytes(4096)
 
 
+def placeholder_clearsign(data: bytes) -> bytes:
+    """The armour of a clear-signed message around ``data``, with a signature nobody made."""
+    escaped = b"".join(
+        (b"- " + line if line.startswith(b"-") else line) for line in data.splitlines(True)
+    )
+    return (
+        b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n"
+        + escaped
+        + b"-----BEGIN PGP SIGNATURE-----\n\niQIzBAEBCAAdFiEEplaceholder\n=AAAA\n"
+        + b"-----END PGP SIGNATURE-----\n"
+    )
+
+
 class FakeUpstream:
     """Start with ``with FakeUpstream() as fake:`` (or start()/stop())."""
 
     def __init__(self, image_size: int = 64 * 1024) -> None:
         self.image_size = image_size
         self.files: Dict[str, bytes] = {}
+        self.sums: Dict[str, Sums] = {}
         self.redirects: Dict[str, str] = {}
         self.broken_listings: Dict[str, bytes] = {}
+        #: path prefix -> index style ("apache", "pre", "nginx"); the longest prefix wins.
+        self.styles: Dict[str, str] = {}
         self.requests: List[Request] = []
         self.signer: Optional[Signer] = None
+        self.clear_signer: Optional[Signer] = None
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -99,78 +137,122 @@ class FakeUpstream:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def root(self, distro: str) -> str:
+        """Where family ``distro``'s tree is served (its upstream root's stand-in)."""
+        return f"{self.base}/{distro}/"
+
+    def roots(self) -> Dict[str, str]:
+        """``refresh_catalog(roots=...)`` for every family served here."""
+        return {top.split("/")[1]: self.root(top.split("/")[1]) for top in self.files}
+
     @property
     def debian_root(self) -> str:
-        return f"{self.base}/debian/"
+        return self.root("debian")
 
     @property
     def ubuntu_root(self) -> str:
-        return f"{self.base}/ubuntu/"
-
-    # -- content ----------------------------------------------------------------------------
-
-    def add_debian(self, version: str, codename: str, snapshot: str) -> Dict[str, str]:
-        """A dated Debian snapshot with both arches' raw images and SHA512SUMS (also a
-        ``.json`` manifest and a qcow2 file nobody asks for, as upstream has). Returns
-        arch -> image path."""
-        directory = f"/debian/{codename}/{snapshot}/"
-        images = {
-            arch: f"{directory}debian-{version}-generic-{arch}-{snapshot}.raw" for arch in ARCHES
-        }
-        for path in images.values():
-            self.files[path] = make_image(path, self.image_size)
-        extra = f"{directory}debian-{version}-generic-amd64-{snapshot}.json"
-        self.files[extra] = b'{"kind": "manifest"}\n'
-        for moving in ("latest", "daily"):
-            self.files.setdefault(f"/debian/{codename}/{moving}/README", b"moving pointer\n")
-        self._write_sums(directory, "SHA512SUMS", "sha512", "  ")
-        return images
-
-    def add_ubuntu(self, version: str, codename: str, snapshot: str) -> Dict[str, str]:
-        """An Ubuntu release snapshot with both arches' .img files and SHA256SUMS, and the
-        version -> codename redirect. Returns arch -> image path."""
-        directory = f"/ubuntu/{codename}/{snapshot}/"
-        images = {
-            arch: f"{directory}ubuntu-{version}-server-cloudimg-{arch}.img" for arch in ARCHES
-        }
-        for path in images.values():
-            self.files[path] = make_image(path, self.image_size)
-        self.files[f"{directory}ubuntu-{version}-server-cloudimg-amd64.manifest"] = b"pkg 1\n"
-        for moving in ("current", "release"):
-            self.files.setdefault(f"/ubuntu/{codename}/{moving}/README", b"moving pointer\n")
-        self.redirects[f"/ubuntu/{version}/"] = f"/ubuntu/{codename}/"
-        self._write_sums(directory, "SHA256SUMS", "sha256", " *")
-        return images
-
-    def _write_sums(self, directory: str, name: str, algorithm: str, sep: str) -> None:
-        lines = []
-        for path in sorted(self.files):
-            if path.startswith(directory) and "/" not in path[len(directory) :]:
-                base = path[len(directory) :]
-                if base.startswith(("SHA", "README")):
-                    continue
-                digest = hashlib.new(algorithm, self.files[path]).hexdigest()
-                lines.append(f"{digest}{sep}{base}\n")
-        self.set_sums(directory + name, "".join(lines).encode())
-
-    def set_sums(self, path: str, data: bytes) -> None:
-        """Replace a sums file, signing it again when a signer is set."""
-        self.files[path] = data
-        if self.signer is not None:
-            self.files[path + _SIGNATURE_SUFFIX[path.rsplit("/", 1)[1]]] = self.signer(data)
-
-    def sign_all(self, signer: Signer) -> None:
-        """Sign every sums file now and every one written later (SHA512SUMS.sign and
-        SHA256SUMS.gpg, as upstream names them)."""
-        self.signer = signer
-        for path in [p for p in self.files if p.rsplit("/", 1)[1] in _SIGNATURE_SUFFIX]:
-            self.set_sums(path, self.files[path])
-
-    def sha256(self, path: str) -> str:
-        return hashlib.sha256(self.files[path]).hexdigest()
+        return self.root("ubuntu")
 
     def url(self, path: str) -> str:
         return self.base + path
+
+    # -- content ----------------------------------------------------------------------------
+
+    def add_image(self, path: str) -> str:
+        """An image-like file at ``path`` (deterministic bytes); returns the path."""
+        self.files[path] = make_image(path, self.image_size)
+        return path
+
+    def add_sums(self, sums: Sums) -> None:
+        """Register (or extend) a checksum file and render it."""
+        have = self.sums.get(sums.path)
+        if have is not None and not sums.dir_wide:
+            sums.members = tuple(dict.fromkeys(have.members + sums.members))
+        self.sums[sums.path] = sums
+        self.render(sums.path)
+
+    def covered(self, sums: Sums) -> List[str]:
+        if not sums.dir_wide:
+            return [m for m in sums.members if m in self.files]
+        directory = sums.path.rsplit("/", 1)[0] + "/"
+        return [
+            p
+            for p in sorted(self.files)
+            if p.startswith(directory)
+            and "/" not in p[len(directory) :]
+            and p.endswith(IMAGE_SUFFIXES)
+        ]
+
+    def sums_text(self, path: str) -> bytes:
+        """The unsigned text of the registered checksum file at ``path``."""
+        sums = self.sums[path]
+        lines = []
+        for member in self.covered(sums):
+            name = member.rsplit("/", 1)[1]
+            data = self.files[member]
+            digest = hashlib.new(sums.algorithm, data).hexdigest()
+            upper = sums.algorithm.upper()
+            if sums.fmt == "coreutils":
+                lines.append(f"{digest}  {name}\n")
+            elif sums.fmt == "coreutils-binary":
+                lines.append(f"{digest} *{name}\n")
+            elif sums.fmt == "coreutils-1":
+                lines.append(f"{digest} {name}\n")
+            elif sums.fmt in ("bsd", "bsd-repeated"):
+                if sums.fmt == "bsd":
+                    lines.append(f"# {name}: {len(data)} bytes\n")
+                lines.append(f"{upper} ({name}) = {digest}\n")
+                if sums.fmt == "bsd-repeated":
+                    lines.append(lines[-1])
+            elif sums.fmt == "bare":
+                lines.append(f"{digest}\n")
+            elif sums.fmt == "oracle":
+                doc = {
+                    "base_url": sums.base_url,
+                    "kvm": {"image": name, "sha256": digest},
+                    "olvm": {"image": name.replace(".qcow2", ".ova"), "sha256": "0" * 64},
+                }
+                lines.append(json.dumps(doc, indent=2) + "\n")
+            else:
+                raise ValueError(sums.fmt)
+        return "".join(lines).encode()
+
+    def render(self, path: str, text: Optional[bytes] = None) -> None:
+        """Write the checksum file (``text``, else generated) and sign it as upstream does."""
+        sums = self.sums[path]
+        data = self.sums_text(path) if text is None else text
+        if sums.signature == "clear":
+            self.files[path] = (self.clear_signer or placeholder_clearsign)(data)
+        else:
+            self.files[path] = data
+        if sums.signature not in ("", "clear"):
+            if self.signer is not None:
+                self.files[path + sums.signature] = self.signer(data)
+            else:
+                self.files.pop(path + sums.signature, None)
+
+    def refresh_sums(self, touched: Optional[List[str]] = None) -> None:
+        """Render every checksum file again (after images changed or signers were set), or
+        only those covering one of the ``touched`` paths."""
+        dirs = None if touched is None else {t.rsplit("/", 1)[0] + "/" for t in touched}
+        for path, sums in list(self.sums.items()):
+            if dirs is None or (
+                (path.rsplit("/", 1)[0] + "/" in dirs)
+                if sums.dir_wide
+                else any(m in touched for m in sums.members)  # type: ignore[operator]
+            ):
+                self.render(path)
+
+    def sign_all(self, signer: Optional[Signer], clear_signer: Optional[Signer] = None) -> None:
+        """Sign every checksum file now and every one written later."""
+        self.signer, self.clear_signer = signer, clear_signer
+        self.refresh_sums()
+
+    def sha(self, path: str, algorithm: str = "sha256") -> str:
+        return hashlib.new(algorithm, self.files[path]).hexdigest()
+
+    def sha256(self, path: str) -> str:
+        return self.sha(path, "sha256")
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -179,22 +261,37 @@ class FakeUpstream:
         del self.files[path]
 
     def drop_sums_line(self, sums_path: str, name: str) -> None:
-        lines = self.files[sums_path].decode().splitlines(keepends=True)
-        kept = [line for line in lines if not line.rstrip("\n").endswith(name)]
-        assert len(kept) == len(lines) - 1, f"{name} not in {sums_path}"
-        self.set_sums(sums_path, "".join(kept).encode())
+        """Re-publish (and re-sign) the checksum file without ``name``'s line."""
+        text = self.sums_text(sums_path).decode()
+        kept = [line for line in text.splitlines(True) if name not in line]
+        assert len(kept) < len(text.splitlines()), f"{name} not in {sums_path}"
+        self.render(sums_path, "".join(kept).encode())
 
     def corrupt_sum(self, sums_path: str, name: str) -> None:
-        """Flip the checksum of ``name`` (keeping its length and hex-ness)."""
-        text = self.files[sums_path].decode()
+        """Re-publish (and re-sign) the checksum file with ``name``'s digest changed."""
+        text = self.sums_text(sums_path).decode()
 
         def flip(m: re.Match[str]) -> str:
             digest = m.group(1)
-            return ("0" if digest[0] != "0" else "1") + digest[1:] + m.group(2)
+            return ("0" if digest[0] != "0" else "1") + digest[1:]
 
-        new, count = re.subn(rf"^([0-9a-f]+)([ *]+{re.escape(name)})$", flip, text, flags=re.M)
-        assert count == 1, f"{name} not in {sums_path}"
-        self.set_sums(sums_path, new.encode())
+        lines = text.splitlines(True)
+        count = 0
+        for i, line in enumerate(lines):
+            if name in line:
+                lines[i], n = re.subn(r"[0-9a-f]{64,128}", flip, line, count=1)
+                count += n
+        assert count >= 1, f"{name} not in {sums_path}"
+        new = "".join(lines)
+        self.render(sums_path, new.encode())
+
+    def tamper(self, path: str, old: bytes, new: bytes) -> None:
+        """Change a served file in place, without signing it again."""
+        assert old in self.files[path], (old, path)
+        self.files[path] = self.files[path].replace(old, new)
+
+    def set_file(self, path: str, data: bytes) -> None:
+        self.files[path] = data
 
     def break_listing(self, directory: str, body: bytes) -> None:
         """Serve ``body`` instead of the generated index of ``directory``."""
@@ -240,12 +337,9 @@ class FakeUpstream:
         dirs, files = self.children(directory)
         if not dirs and not files:
             return None
-        if directory.startswith("/ubuntu/"):
-            return _ubuntu_index(directory, dirs, files)
-        return _apache_index(directory, dirs, files)
-
-
-_SIGNATURE_SUFFIX = {"SHA512SUMS": ".sign", "SHA256SUMS": ".gpg"}
+        prefixes = [p for p in self.styles if directory.startswith(p)]
+        style = self.styles[max(prefixes, key=len)] if prefixes else "apache"
+        return _STYLES[style](directory, dirs, files)
 
 
 def _apache_index(directory: str, dirs: List[str], files: List[str]) -> bytes:
@@ -257,14 +351,14 @@ def _apache_index(directory: str, dirs: List[str], files: List[str]) -> bytes:
     for name in dirs:
         rows.append(
             '<tr><td valign="top"><img src="/icons/folder.gif" alt="[DIR]"></td>'
-            f'<td><a href="{html.escape(name)}/">{html.escape(name)}/</a></td>'
-            '<td align="right">2026-06-01 22:01  </td><td align="right">  - </td></tr>'
+            f'<td class="indexcolname"><a href="{html.escape(name)}/">{html.escape(name)}/</a>'
+            '</td><td align="right">2026-06-01 22:01  </td><td align="right">  - </td></tr>'
         )
     for name in files:
         rows.append(
             '<tr><td valign="top"><img src="/icons/unknown.gif" alt="[   ]"></td>'
-            f'<td><a href="{html.escape(name)}">{html.escape(name)}</a></td>'
-            '<td align="right">2026-06-01 22:01  </td><td align="right">2.0G</td></tr>'
+            f'<td class="indexcolname"><a href="{html.escape(name)}">{html.escape(name)}</a>'
+            '</td><td align="right">2026-06-01 22:01  </td><td align="right">2.0G</td></tr>'
         )
     title = f"Index of {html.escape(directory.rstrip('/'))}"
     page = (
@@ -281,7 +375,7 @@ def _apache_index(directory: str, dirs: List[str], files: List[str]) -> bytes:
     return page.encode()
 
 
-def _ubuntu_index(directory: str, dirs: List[str], files: List[str]) -> bytes:
+def _pre_index(directory: str, dirs: List[str], files: List[str]) -> bytes:
     entries = ['<img src="/icons/back.gif" alt="[PARENTDIR]"> <a href="../">Parent Directory</a>']
     for name in dirs:
         entries.append(
@@ -305,6 +399,30 @@ def _ubuntu_index(directory: str, dirs: List[str], files: List[str]) -> bytes:
     return page.encode()
 
 
+def _nginx_index(directory: str, dirs: List[str], files: List[str]) -> bytes:
+    """nginx autoindex, as FreeBSD's and Alpine's mirrors serve (absolute parent link)."""
+    lines = ['<a href="../">../</a>']
+    for name in dirs:
+        lines.append(
+            f'<a href="{html.escape(name)}/">{html.escape(name)}/</a>'
+            + " " * 20
+            + "01-Jun-2026 10:00       -"
+        )
+    for name in files:
+        lines.append(
+            f'<a href="{directory}{html.escape(name)}">{html.escape(name)}</a>'
+            + " " * 20
+            + "01-Jun-2026 10:00  123456"
+        )
+    title = f"Index of {html.escape(directory)}"
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<h1>{title}</h1><hr><pre>"
+        + "\r\n".join(lines)
+        + "\r\n</pre><hr></body>\r\n</html>\r\n"
+    ).encode()
+
+
+_STYLES = {"apache": _apache_index, "pre": _pre_index, "nginx": _nginx_index}
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
 
@@ -312,6 +430,7 @@ class _Handler(BaseHTTPRequestHandler):
     upstream: FakeUpstream
     protocol_version = "HTTP/1.1"
     server_version = "FakeUpstream/1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed ACK
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # the request log replaces stderr noise

@@ -19,7 +19,8 @@ from pyimagecache import catalog
 from pyimagecache.cachefiles import alias_names, sanitise, split_extension, url_names
 from pyimagecache.errors import CatalogError, UnsupportedArchError
 
-REFERENCE = Path("/work/shared/reference/catalog-pins.json")
+#: The research notes every pin was copied from (present in the development tree only).
+REFERENCE = Path("/work/scratch/pins/pins.json")
 
 
 def embedded_json() -> Dict[str, Any]:
@@ -48,14 +49,22 @@ def test_embedded_catalog_parses_and_matches_its_json() -> None:
         assert info.distro == entry["distro"] and info.version == entry["version"]
         assert info.codename == entry.get("codename", "")
         for arch, image in entry["arch"].items():
-            assert info.arch[arch] == catalog.ArchImage(image["url"], image["sha256"])
+            assert info.arch[arch] == catalog.ArchImage(
+                image["url"], image.get("sha256", ""), image.get("sha512", ""),
+                image.get("snapshot", ""),
+            )
             assert image["url"].startswith("https://")
 
 
 def test_embedded_catalog_is_the_reference_pins() -> None:
+    """Every URL and digest as the research notes have it; the one difference is Fedora 44
+    riscv64's snapshot, spelled <release>-<compose> like the other arches' (its file name
+    says 44-20260604.0)."""
     if not REFERENCE.exists():
         pytest.skip("reference pins not present outside the development tree")
-    assert embedded_json() == json.loads(REFERENCE.read_text())
+    reference = json.loads(REFERENCE.read_text())
+    reference["fedora-44"]["arch"]["riscv64"]["snapshot"] = "44-20260604.0"
+    assert embedded_json() == reference
 
 
 def test_aliases_sorted_and_cached() -> None:
@@ -282,3 +291,75 @@ def test_sanitise_and_split() -> None:
     assert sanitise("../..") == "image"
     assert sanitise("a/../b") == "a_.._b"
     assert split_extension(".raw") == (".raw", "")
+
+
+# -- per-arch snapshots and digest forms ------------------------------------------------------
+
+
+def test_arch_image_stays_positional() -> None:
+    image = catalog.ArchImage("https://example.org/d.qcow2", "ab" * 32)
+    assert (image.sha256, image.sha512, image.snapshot) == ("ab" * 32, "", "")
+    assert catalog.ArchImage("https://e.org/x", "", "cd" * 64, "b7").snapshot == "b7"
+
+
+@pytest.mark.parametrize(
+    "digests",
+    [{"sha256": "ab" * 32}, {"sha512": "cd" * 64}, {"sha256": "ab" * 32, "sha512": "cd" * 64}],
+    ids=["sha256-only", "sha512-only", "both"],
+)
+def test_digest_forms_parse(digests: Dict[str, str]) -> None:
+    entry = good_entry()
+    entry["arch"]["amd64"] = {"url": "https://e.org/d.qcow2", **digests}
+    image = catalog.parse_catalog({"a": entry}, embedded=True)["a"].arch["amd64"]
+    assert image.expected == (digests.get("sha256"), digests.get("sha512"))
+    assert catalog.entry_document(catalog.parse_catalog({"a": entry}, embedded=True)["a"]) == entry
+
+
+def test_arch_snapshot_override_and_snapshot_of() -> None:
+    entry = good_entry()
+    entry["arch"]["arm64"] = {"url": "https://e.org/a.qcow2", "sha256": "cd" * 32,
+                              "snapshot": "20250703-2162"}
+    info = catalog.parse_catalog({"a": entry}, embedded=True)["a"]
+    assert info.arch["arm64"].snapshot == "20250703-2162"
+    assert catalog.snapshot_of(info, "arm64") == "20250703-2162"
+    assert catalog.snapshot_of(info, "amd64") == info.snapshot == "20260601-1"
+    assert catalog.snapshot_of(info, "s390x") == info.snapshot  # no image: the alias's
+    # list --json prints the override; an arch without one has no snapshot key
+    doc = catalog.entry_document(info)
+    assert doc["arch"]["arm64"]["snapshot"] == "20250703-2162"
+    assert "snapshot" not in doc["arch"]["amd64"]
+    assert doc == entry
+
+
+@pytest.mark.parametrize("bad", ["../x", ".x", 7, None, "a" * 101])
+def test_unsafe_arch_snapshot_rejected(bad: object) -> None:
+    entry = good_entry()
+    entry["arch"]["amd64"]["snapshot"] = bad
+    with pytest.raises(CatalogError, match=r"arch 'amd64'.*'snapshot'.*file-name safe"):
+        catalog.parse_catalog({"a": entry}, embedded=False)
+
+
+def test_every_alias_resolves_for_each_arch_it_lists() -> None:
+    for alias, info in catalog.load_catalog().items():
+        for arch, image in info.arch.items():
+            got_info, key, got = catalog.lookup(alias, arch)
+            assert (got_info, key, got) == (info, arch, image)
+            assert catalog.snapshot_of(info, arch) == (image.snapshot or info.snapshot)
+
+
+@pytest.mark.parametrize(
+    ("machine", "arch"),
+    [("x86_64", "amd64"), ("amd64", "amd64"), ("aarch64", "arm64"), ("arm64", "arm64"),
+     ("riscv64", "riscv64"), ("ppc64le", "ppc64le"), ("ppc64el", "ppc64le"), ("s390x", "s390x")],
+)
+def test_platform_machine_maps_to_a_listed_arch(
+    machine: str, arch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import platform
+
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    assert catalog.normalize_arch() == arch
+    listing = [a for a, info in catalog.load_catalog().items() if arch in info.arch]
+    assert listing, f"no alias lists {arch}"
+    info, key, image = catalog.lookup(listing[0])
+    assert key == arch and image is info.arch[arch]

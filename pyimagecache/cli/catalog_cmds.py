@@ -5,11 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 # Shown in --help; the library owns the real defaults (importing it here would slow start-up).
-_DEBIAN_HELP = "Debian index root (default: https://cloud.debian.org/images/cloud/)"
-_UBUNTU_HELP = "Ubuntu index root (default: https://cloud-images.ubuntu.com/releases/)"
+_DEBIAN_HELP = "same as --root debian=URL"
+_UBUNTU_HELP = "same as --root ubuntu=URL"
+_ROOT_HELP = (
+    "resolve FAMILY (a catalog 'distro': debian, ubuntu, fedora, centos-stream, almalinux, "
+    "rocky, oraclelinux, opensuse-leap, alpine, archlinux, amazonlinux, freebsd) against this "
+    "upstream root instead of its own, e.g. a mirror; repeatable"
+)
+
+
+def _root_spec(text: str) -> Tuple[str, str]:
+    """``--root FAMILY=URL``, validated while parsing (a usage error, exit 2)."""
+    from ..errors import RefreshError
+    from ..refresh.run import parse_root
+
+    try:
+        return parse_root(text)
+    except RefreshError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_root_spec.__name__ = "FAMILY=URL"
 
 
 def register(subparsers: Any) -> None:
@@ -22,7 +41,8 @@ def register(subparsers: Any) -> None:
         "refresh",
         help="bump pinned snapshots to the newest complete upstream ones",
         description="Resolve every alias (or those given) to its newest complete upstream "
-        "snapshot and rewrite the catalog's snapshot, url, sha256 and bumped_at values. "
+        "snapshot and rewrite the catalog's snapshot, url, digests and bumped_at values "
+        "(digests as upstream's checksum files publish them; no image is downloaded). "
         "Any failure: nothing is written and every failure is listed.",
     )
     _catalog_option(refresh)
@@ -35,7 +55,16 @@ def register(subparsers: Any) -> None:
     refresh.add_argument(
         "--keyring",
         type=Path,
-        help="verify SHA512SUMS.sign / SHA256SUMS.gpg with gpgv against this keyring",
+        help="verify the checksum files' signatures (SHA256SUMS.gpg, clear-signed CHECKSUM, "
+        ".sha256.asc, .SHA256.sig) with gpgv against this keyring",
+    )
+    refresh.add_argument(
+        "--root",
+        action="append",
+        type=_root_spec,
+        default=[],
+        metavar="FAMILY=URL",
+        help=_ROOT_HELP,
     )
     refresh.add_argument("--debian-root", metavar="URL", help=_DEBIAN_HELP)
     refresh.add_argument("--ubuntu-root", metavar="URL", help=_UBUNTU_HELP)
@@ -64,7 +93,6 @@ def _refresh(args: argparse.Namespace) -> int:
 
     from ..errors import RefreshError
     from ..refresh import embedded_catalog_path, refresh_catalog
-    from ._progressbar import ProgressBar
 
     path: Optional[Path] = args.catalog or embedded_catalog_path()
     if path is None:
@@ -72,30 +100,14 @@ def _refresh(args: argparse.Namespace) -> int:
             "the package's catalog.json is not a plain file here (installed from a wheel or "
             "zip?): pass --catalog PATH"
         )
-    bars = []
-
-    def progress_for(label: str) -> ProgressBar:
-        bar = ProgressBar(f"hashing {label}", log_when_not_tty=True)
-        bars.append(bar)
-        return bar
-
-    roots = {}
+    roots = dict(args.root)
     if args.debian_root:
-        roots["debian_root"] = args.debian_root
+        roots["debian"] = args.debian_root
     if args.ubuntu_root:
-        roots["ubuntu_root"] = args.ubuntu_root
-    try:
-        result = refresh_catalog(
-            path,
-            aliases=args.alias,
-            dry_run=args.dry_run,
-            keyring=args.keyring,
-            progress_for=progress_for,
-            **roots,
-        )
-    finally:
-        for bar in bars:
-            bar.close()
+        roots["ubuntu"] = args.ubuntu_root
+    result = refresh_catalog(
+        path, aliases=args.alias, dry_run=args.dry_run, keyring=args.keyring, roots=roots
+    )
     if args.dry_run and result.changed:
         sys.stdout.writelines(
             difflib.unified_diff(

@@ -1,4 +1,4 @@
-"""What a resolver produces, and the newest-complete-snapshot walk both distros share.
+"""What a resolver produces, and the newest-complete-snapshot walk every family shares.
 
 The walk never moves a pin backwards: it stops at the pinned snapshot (or anything older) and
 keeps the pin, so a pruned or half-uploaded upstream can only delay a bump, never undo one.
@@ -7,33 +7,42 @@ keeps the pin, so a pruned or half-uploaded upstream can only delay a bump, neve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Union
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 from ..errors import RefreshError
+from ..hashing import Expected
 from .snapshots import SnapshotKey
 
-#: How many snapshots to try, newest first, before giving up on an alias.
+#: How many incomplete snapshots to try, newest first, before giving up on an alias.
 MAX_CANDIDATES = 5
 
 
 @dataclass(frozen=True)
 class ArchPin:
+    """One arch's new pin: the image, the digests upstream's checksum file gives for it, the
+    snapshot it belongs to, and where the digests came from."""
+
     url: str
-    sha256: str
+    expected: Expected
+    snapshot: str = ""
+    #: The checksum file (or manifest) the digests were read from.
+    source: str = ""
+    #: Its signature was checked with gpgv against the keyring.
+    verified: bool = False
+    #: It is clear-signed (then ``verified`` says whether that signature was checked).
+    clearsigned: bool = False
+
+    @property
+    def sha256(self) -> str:
+        return self.expected.sha256 or ""
 
 
 @dataclass(frozen=True)
 class Pin:
-    """A resolved snapshot with its per-arch URL and SHA-256."""
+    """A resolved snapshot with its per-arch pins."""
 
     snapshot: str
     arch: Dict[str, ArchPin]
-
-
-def pinned_arches(entry: Mapping[str, object]) -> List[str]:
-    """The arches an alias lists (a new snapshot must have them all), else amd64 and arm64."""
-    arch = entry.get("arch")
-    return list(arch) if isinstance(arch, dict) and arch else ["amd64", "arm64"]
 
 
 #: Tries one snapshot: its Pin, or a reason why it is incomplete.
@@ -42,32 +51,47 @@ TrySnapshot = Callable[[str], Union[Pin, str]]
 
 def walk(
     alias: str,
-    candidates: List[str],
+    candidates: Iterable[str],
     current: Optional[str],
     key: Callable[[str], Optional[SnapshotKey]],
     try_snapshot: TrySnapshot,
     log: Callable[[str], None],
     where: str,
+    *,
+    keep_when_exhausted: bool = False,
 ) -> Optional[Pin]:
     """The newest complete snapshot newer than ``current``, or None to keep the current pin.
 
     ``candidates`` are newest first. An incomplete snapshot is reported as a fallback and the
-    next one tried; errors (bad checksum, network, bad signature) propagate.
+    next one tried, at most :data:`MAX_CANDIDATES` of them; then it is an error, or with
+    ``keep_when_exhausted`` (an arch whose builds lag behind the others') the pin is kept.
+    Errors (bad checksum file, network, bad signature) propagate.
     """
     current_key = key(current) if current else None
     skipped: List[str] = []
-    for name in candidates[:MAX_CANDIDATES]:
+    reasons: List[str] = []
+    seen = 0
+    for name in candidates:
+        seen += 1
         name_key = key(name)
         if current_key is not None and name_key is not None and name_key <= current_key:
             if skipped or name != current:
                 log(f"note {alias}: nothing newer than {current} is complete; keeping it")
             return None
+        if len(skipped) >= MAX_CANDIDATES:
+            break
         outcome = try_snapshot(name)
         if isinstance(outcome, Pin):
             return outcome
         skipped.append(name)
+        reasons.append(f"{name}: {outcome}")
         log(f"fallback {alias}: {name} is incomplete ({outcome}); trying the next newest")
-    if not candidates:
-        raise RefreshError(f"{alias}: {where} lists no snapshot directories")
-    tried = ", ".join(skipped)
+    if not seen:
+        raise RefreshError(f"{alias}: {where} lists no snapshot")
+    if not skipped:  # every candidate was older than the pin's, or the walk found none newer
+        return None
+    if keep_when_exhausted and current_key is not None:
+        log(f"note {alias}: {len(skipped)} newer snapshots are incomplete; keeping {current}")
+        return None
+    tried = "; ".join(reasons)
     raise RefreshError(f"{alias}: no complete snapshot in {where} (tried {tried})")

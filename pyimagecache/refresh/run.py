@@ -1,8 +1,11 @@
 """``catalog refresh``: bump every alias to its newest complete upstream snapshot.
 
 Humans own the keys (alias, distro, version, codename) and their order; the refresher owns the
-values snapshot, per-arch url and sha256, and bumped_at. All aliases are resolved first; if any
-fails, every failure is reported and nothing is written, so a catalog is never half-bumped.
+values snapshot, per-arch url, digests and snapshot, and bumped_at. Each alias is resolved by
+its family's layout (:mod:`.families`); the digests pinned are the ones upstream's checksum
+file publishes (SHA-512 for Debian and Alpine, SHA-256 elsewhere), so no image is downloaded.
+All aliases are resolved first; if any fails, every failure is reported and nothing is written,
+so a catalog is never half-bumped.
 """
 
 from __future__ import annotations
@@ -11,16 +14,28 @@ import datetime
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
-from ..catalog import INFO_FIELDS, encode_document, parse_catalog, read_document, suggest
-from ..errors import CatalogError, ImageCacheError, RefreshError
-from .debian import DEBIAN_ROOT, resolve_debian
-from .pins import Pin
-from .ubuntu import UBUNTU_ROOT, resolve_ubuntu
-from .upstream import Log, ProgressFor, Upstream
+from ..catalog import (
+    ARCH_FIELDS,
+    INFO_FIELDS,
+    encode_document,
+    parse_catalog,
+    read_document,
+    suggest,
+)
+from ..errors import CatalogError, DigestError, ImageCacheError, RefreshError
+from ..hashing import ALGORITHMS, Expected
+from .families import FAMILIES
+from .layout import ARM64_REQUIRED, Layout
+from .resolve import Bump, context, resolve_alias
+from .upstream import Log, Upstream
 from .writer import replace_document
+
+#: The upstream index roots (``--debian-root`` and ``--ubuntu-root`` are the old spellings).
+DEBIAN_ROOT = FAMILIES["debian"].root
+UBUNTU_ROOT = FAMILIES["ubuntu"].root
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,19 @@ def _root(url: str, option: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+def parse_root(spec: str) -> Tuple[str, str]:
+    """``FAMILY=URL`` (``--root``) as (family, root URL).
+
+    >>> parse_root("debian=https://mirror.example/debian-cloud")
+    ('debian', 'https://mirror.example/debian-cloud/')
+    """
+    family, sep, url = spec.partition("=")
+    if not sep or family not in FAMILIES:
+        known = ", ".join(FAMILIES)
+        raise RefreshError(f"--root {spec!r}: expected FAMILY=URL with FAMILY one of {known}")
+    return family, _root(url, f"--root {family}=")
+
+
 def _set(entry: Dict[str, Any], key: str, value: Any) -> None:
     """Set ``entry[key]``; a new key goes where the schema order puts it, not at the end."""
     if key in entry:
@@ -66,19 +94,58 @@ def _set(entry: Dict[str, Any], key: str, value: Any) -> None:
     entry.update(items)
 
 
-def _apply(entry: Dict[str, Any], pin: Pin, today: str) -> None:
-    _set(entry, "snapshot", pin.snapshot)
+def _pinned(layout: Layout, entry: Mapping[str, Any]) -> Dict[str, Tuple[str, Expected]]:
+    """arch -> (effective snapshot, pinned digests) of a document entry; an entry without
+    arches gets what ``catalog check`` requires of the family."""
+    snapshot = entry.get("snapshot")
+    snapshot = snapshot if isinstance(snapshot, str) else ""
+    arch = entry.get("arch")
+    if not isinstance(arch, dict) or not arch:
+        wanted = ["amd64"] + (["arm64"] if layout.arm64 == ARM64_REQUIRED else [])
+        return {key: (snapshot, Expected()) for key in wanted}
+    out: Dict[str, Tuple[str, Expected]] = {}
+    for key, slot in arch.items():
+        if not isinstance(slot, dict):
+            raise RefreshError(f"arch {key!r} must be an object")
+        own = slot.get("snapshot")
+        try:
+            digests = Expected.parse(*(slot.get(a) for a in ALGORITHMS), what=f"arch {key!r}")
+        except DigestError as exc:
+            raise RefreshError(str(exc)) from None
+        out[key] = (own if isinstance(own, str) and own else snapshot, digests)
+    return out
+
+
+def _urls(entry: Mapping[str, Any]) -> Dict[str, str]:
+    arch = entry.get("arch")
+    if not isinstance(arch, dict):
+        return {}
+    return {k: str(v.get("url", "")) for k, v in arch.items() if isinstance(v, dict)}
+
+
+def _apply(
+    entry: Dict[str, Any], bump: Bump, pinned: Mapping[str, Tuple[str, Expected]], today: str
+) -> None:
+    """Write ``bump`` into ``entry``: the alias's snapshot, then every arch's slot (a moved
+    arch gets its url and exactly the digests upstream published; every arch keeps its own
+    snapshot only where it differs from the alias's)."""
+    _set(entry, "snapshot", bump.snapshot)
     _set(entry, "bumped_at", today)
     arch = entry.get("arch")
     if not isinstance(arch, dict):
         arch = {}
         _set(entry, "arch", arch)
-    for key, image in pin.arch.items():
-        slot = arch.get(key)
-        if isinstance(slot, dict):
-            slot["url"], slot["sha256"] = image.url, image.sha256
-        else:
-            arch[key] = {"url": image.url, "sha256": image.sha256}
+    for key in dict.fromkeys([*pinned, *bump.arch]):
+        slot = dict(arch.get(key) or {})
+        own = pinned[key][0] if key in pinned else bump.snapshot
+        pin = bump.arch.get(key)
+        if pin is not None:
+            own = pin.snapshot
+            slot = {"url": pin.url, **dict(pin.expected.items())}
+        slot.pop("snapshot", None)
+        if own and own != bump.snapshot:
+            slot["snapshot"] = own
+        arch[key] = {f: slot[f] for f in ARCH_FIELDS if f in slot}
 
 
 def refresh_catalog(
@@ -87,28 +154,37 @@ def refresh_catalog(
     aliases: Optional[Sequence[str]] = None,
     dry_run: bool = False,
     keyring: Optional[Path] = None,
-    debian_root: str = DEBIAN_ROOT,
-    ubuntu_root: str = UBUNTU_ROOT,
+    roots: Optional[Mapping[str, str]] = None,
+    debian_root: Optional[str] = None,
+    ubuntu_root: Optional[str] = None,
     embedded: Optional[bool] = None,
     today: Optional[str] = None,
     log: Log = _stderr,
-    progress_for: Optional[ProgressFor] = None,
     network: Optional[Dict[str, Any]] = None,
 ) -> RefreshResult:
     """Bump the catalog at ``path`` to the newest complete upstream snapshots.
 
-    ``embedded`` (default: whether ``path`` is the package's own catalog.json) demands https
-    pins. ``network`` passes timeout=/retries= to the downloader. Raises :class:`RefreshError`
-    listing every alias that failed; then the file is untouched.
+    ``roots`` maps a family (``distro``) to the upstream root to resolve it against (a
+    mirror, or a test's fake); ``debian_root``/``ubuntu_root`` are the older spellings of two
+    of them. ``embedded`` (default: whether ``path`` is the package's own catalog.json)
+    demands https pins. ``network`` passes timeout=/retries= to the downloader. Raises
+    :class:`RefreshError` listing every alias that failed; then the file is untouched.
 
     >>> refresh_catalog(Path("pyimagecache/catalog.json"))  # doctest: +SKIP
     RefreshResult(path=..., changed=['debian-12'], ...)
     """
     path = Path(path)
-    roots = {
-        "debian": _root(debian_root, "--debian-root"),
-        "ubuntu": _root(ubuntu_root, "--ubuntu-root"),
-    }
+    chosen = {name: layout.root for name, layout in FAMILIES.items()}
+    for name, url in (roots or {}).items():
+        if name not in FAMILIES:
+            raise RefreshError(f"unknown family {name!r} (known: {', '.join(FAMILIES)})")
+        chosen[name] = _root(url, f"--root {name}=")
+    for name, old, option in (
+        ("debian", debian_root, "--debian-root"),
+        ("ubuntu", ubuntu_root, "--ubuntu-root"),
+    ):
+        if old is not None:
+            chosen[name] = _root(old, option)
     raw, doc = read_document(path)
     if not isinstance(doc, dict):
         raise CatalogError(f"catalog {path}: top level must be an object of aliases")
@@ -123,7 +199,7 @@ def refresh_catalog(
         embedded = own is not None and own.resolve() == path.resolve()
     if today is None:
         today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-    upstream = Upstream(keyring=keyring, log=log, progress_for=progress_for, network=network or {})
+    upstream = Upstream(keyring=keyring, log=log, network=network or {})
 
     failures: List[str] = []
     changed: List[str] = []
@@ -132,28 +208,35 @@ def refresh_catalog(
         try:
             if not isinstance(entry, dict):
                 raise RefreshError(f"{alias}: entry must be an object")
-            distro = entry.get("distro")
-            if distro == "debian":
-                pin = resolve_debian(alias, entry, roots["debian"], upstream)
-            elif distro == "ubuntu":
-                pin = resolve_ubuntu(alias, entry, roots["ubuntu"], upstream)
-            else:
-                raise RefreshError(f"{alias}: unknown distro {distro!r} (known: debian, ubuntu)")
+            layout = FAMILIES.get(str(entry.get("distro")))
+            if layout is None:
+                known = ", ".join(FAMILIES)
+                raise RefreshError(f"unknown distro {entry.get('distro')!r} (known: {known})")
+            pinned = _pinned(layout, entry)
+            ctx = context(
+                layout,
+                alias,
+                str(entry.get("version") or ""),
+                str(entry.get("codename") or ""),
+                chosen[layout.distro],
+                _urls(entry),
+            )
+            previous = str(entry.get("snapshot") or "")
+            bump = resolve_alias(layout, upstream, ctx, pinned, previous)
         except ImageCacheError as exc:
             message = str(exc) if str(exc).startswith(alias) else f"{alias}: {exc}"
             failures.append(message)
             log(f"failed {message}")
             continue
-        if pin is None:
-            log(f"resolved {alias} -> {entry.get('snapshot')} (unchanged)")
+        if bump is None:
+            log(f"resolved {alias} -> {previous} (unchanged)")
             continue
-        previous = entry.get("snapshot")
-        if pin.snapshot == previous:
-            log(f"resolved {alias} -> {pin.snapshot} (unchanged)")
-            continue
-        _apply(entry, pin, today)
+        _apply(entry, bump, pinned, today)
         changed.append(alias)
-        log(f"resolved {alias} -> {pin.snapshot} (was {previous})")
+        if bump.snapshot == previous:
+            log(f"resolved {alias} -> {previous} (kept; other arches moved)")
+        else:
+            log(f"resolved {alias} -> {bump.snapshot} (was {previous})")
 
     if failures:
         raise RefreshError(

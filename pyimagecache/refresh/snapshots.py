@@ -1,9 +1,11 @@
-"""Upstream snapshot directory names and their order.
+"""Upstream snapshot names, one naming rule per family, and their numeric order.
 
-Debian names its dated builds ``20260601-2496`` (date, build serial); Ubuntu ``release-20260518``
-with an optional point re-spin ``release-20260518.1``. Both compare numerically, so
-``20260601-10`` is newer than ``20260601-9`` although it sorts lower as a string. Moving pointers
-(``latest``, ``daily``, ``current``, ``release``) never match and are thereby ignored.
+A snapshot id is whatever upstream puts into its directory or file names: Debian's dated builds
+``20260601-2496``, Ubuntu's ``release-20260518`` (re-spun ``release-20260518.1``), Fedora's
+compose ``44-1.7``, openSUSE's ``Build18.71``, Oracle Linux's ``OL9U8-b293``... Each compares
+as a tuple of numbers, never as a string: ``20260601-10`` is newer than ``20260601-9`` and
+``Build18.71`` than ``Build18.7``. Moving pointers (``latest``, ``current``, ``release``...)
+match no rule and are thereby ignored.
 """
 
 from __future__ import annotations
@@ -12,38 +14,60 @@ import datetime
 import re
 from typing import Callable, Iterable, List, Optional, Tuple
 
-SnapshotKey = Tuple[int, int, int, int]
-
-_DEBIAN = re.compile(r"(\d{4})(\d{2})(\d{2})-(\d{1,9})")
-_UBUNTU = re.compile(r"release-(\d{4})(\d{2})(\d{2})(?:\.(\d{1,9}))?")
+SnapshotKey = Tuple[int, ...]
 
 
-def _dated(year: str, month: str, day: str, serial: Optional[str]) -> Optional[SnapshotKey]:
-    try:
-        date = datetime.date(int(year), int(month), int(day))
-    except ValueError:
-        return None  # 20261399-1 looks like a snapshot but is not one
-    return (date.year, date.month, date.day, int(serial or 0))
+class SnapshotRule:
+    """One family's snapshot names: a regular expression whose groups are all numbers (an
+    absent optional group counts as 0). Groups named ``year``, ``month`` and ``day`` must
+    form a real date, so ``20261399-1`` is not a snapshot.
 
-
-def debian_key(name: str) -> Optional[SnapshotKey]:
-    """Sort key of a Debian snapshot name, or None when ``name`` is not one.
-
-    >>> debian_key("20260601-2496")
-    (2026, 6, 1, 2496)
+    >>> SnapshotRule(r"Build(\\d+)\\.(\\d+)", "Build<n>.<m>")("Build18.71")
+    (18, 71)
     """
-    m = _DEBIAN.fullmatch(name)
-    return _dated(*m.groups()) if m else None
+
+    def __init__(self, pattern: str, shape: str) -> None:
+        self.pattern = re.compile(pattern)
+        #: How the names look, for messages: ``YYYYMMDD-N``.
+        self.shape = shape
+
+    def __call__(self, name: str) -> Optional[SnapshotKey]:
+        m = self.pattern.fullmatch(name)
+        if m is None:
+            return None
+        dated = m.groupdict()
+        if "year" in dated:
+            try:
+                datetime.date(int(dated["year"]), int(dated["month"]), int(dated["day"]))
+            except ValueError:
+                return None
+        return tuple(int(g or 0) for g in m.groups())
+
+    def __repr__(self) -> str:
+        return f"SnapshotRule({self.shape!r})"
 
 
-def ubuntu_key(name: str) -> Optional[SnapshotKey]:
-    """Sort key of an Ubuntu release snapshot name, or None when ``name`` is not one.
+_DATE = r"(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})"
+_N = r"\d{1,9}"
 
-    >>> ubuntu_key("release-20260518.1")
-    (2026, 5, 18, 1)
-    """
-    m = _UBUNTU.fullmatch(name)
-    return _dated(*m.groups()) if m else None
+DEBIAN = SnapshotRule(rf"{_DATE}-({_N})", "YYYYMMDD-N")
+UBUNTU = SnapshotRule(rf"release-{_DATE}(?:\.({_N}))?", "release-YYYYMMDD[.N]")
+#: ``<release>-<compose>``: ``44-1.7`` for the primary arches, ``44-20260604.0`` for riscv64.
+FEDORA = SnapshotRule(rf"(\d{{1,4}})-({_N})\.({_N})", "<release>-<compose>, e.g. 44-1.7")
+CENTOS_STREAM = SnapshotRule(rf"{_DATE}\.({_N})", "YYYYMMDD.N")
+ALMALINUX = SnapshotRule(rf"(\d{{1,3}})\.(\d{{1,3}})-{_DATE}(?:\.({_N}))?", "<M.m>-YYYYMMDD[.N]")
+ROCKY = SnapshotRule(rf"(\d{{1,3}})\.(\d{{1,3}})-{_DATE}\.({_N})", "<M.m>-YYYYMMDD.N")
+ORACLELINUX = SnapshotRule(rf"OL(\d{{1,3}})U(\d{{1,3}})-b({_N})", "OL<M>U<m>-b<build>")
+OPENSUSE_LEAP = SnapshotRule(rf"Build({_N})\.({_N})", "Build<n>.<m>")
+ALPINE = SnapshotRule(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})-r(\d{1,9})", "<X.Y.Z>-r<rev>")
+ARCHLINUX = SnapshotRule(rf"{_DATE}\.(\d{{1,12}})", "YYYYMMDD.<job id>")
+AMAZONLINUX = SnapshotRule(rf"(\d{{4}})\.(\d{{1,3}})\.{_DATE}\.({_N})", "2023.<minor>.YYYYMMDD.N")
+FREEBSD = SnapshotRule(r"(\d{1,3})\.(\d{1,3})-RELEASE", "<X.Y>-RELEASE")
+
+
+#: The older names of Debian's and Ubuntu's rules: ``debian_key("20260601-2496")`` is
+#: ``(2026, 6, 1, 2496)``, ``ubuntu_key("release-20260518.1")`` ``(2026, 5, 18, 1)``.
+debian_key, ubuntu_key = DEBIAN, UBUNTU
 
 
 def newest_first(names: Iterable[str], key: Callable[[str], Optional[SnapshotKey]]) -> List[str]:
