@@ -15,7 +15,7 @@ import lzma
 import os
 import tarfile
 from pathlib import Path
-from typing import IO, Callable, List, Optional, cast
+from typing import IO, Callable, List, NamedTuple, Optional, cast
 
 from . import formats
 from ._codecs import open_zstd_stream
@@ -36,6 +36,29 @@ MAX_OUTPUT = 1 << 42
 
 #: Payload formats unpack() can hand back: the caller publishes raw and converts the others.
 PAYLOADS = (formats.RAW, *formats.DISK_FORMATS)
+
+
+class MemberRule(NamedTuple):
+    """Which member of a tar archive is the disk: ``accept(member)`` says yes or no, or raises
+    ContainerError to refuse the whole archive (say, a link where the disk should be);
+    ``wanted`` describes the disk for the error when no member is accepted. With a rule, the
+    source must be a tar archive (plain or compressed)."""
+
+    accept: Callable[[tarfile.TarInfo], bool]
+    wanted: str
+
+
+def _looks_like_disk(member: tarfile.TarInfo) -> bool:
+    base = member.name.rstrip("/").rpartition("/")[2].lower()
+    return member.isreg() and (
+        base == "disk" or any(base.endswith(ext) for ext in DISK_EXTENSIONS)
+    )
+
+
+#: The default: the one regular file named like a disk image, wherever it is.
+DISK_MEMBER = MemberRule(
+    _looks_like_disk, f"a regular file named disk or *{', *'.join(DISK_EXTENSIONS)}"
+)
 
 
 class _ReadFailure(Exception):
@@ -108,11 +131,19 @@ def _open_decoder(fmt: str, raw: IO[bytes]) -> IO[bytes]:
     raise ContainerError(f"not a compressed format: {fmt}")
 
 
-def unpack(src: Path, dst: Path, *, progress: Optional[ProgressCallback] = None) -> str:
+def unpack(
+    src: Path,
+    dst: Path,
+    *,
+    progress: Optional[ProgressCallback] = None,
+    rule: Optional[MemberRule] = None,
+) -> str:
     """Write the disk inside ``src`` (xz, gzip, zstd, tar, or a compressed tar) to ``dst`` as a
     new sparse file, and return the payload's format (``"raw"`` or ``"qcow2"``).
 
     ``dst`` is a scratch path: the caller publishes it (or converts it) and removes it on error.
+    ``rule`` picks the tar member (default :data:`DISK_MEMBER`); given one, ``src`` must be a
+    tar archive, plain or compressed.
 
     >>> unpack(Path("disk.tar.xz"), Path(".disk.raw.tmp-1"))  # doctest: +SKIP
     'raw'
@@ -121,6 +152,9 @@ def unpack(src: Path, dst: Path, *, progress: Optional[ProgressCallback] = None)
     fmt = formats.detect_file(src)
     if fmt not in formats.CONTAINERS:
         raise ContainerError(f"{src.name}: {fmt} is not a compressed file or tar archive")
+    tar_only = rule is not None
+    if rule is None:
+        rule = DISK_MEMBER
     total = src.stat().st_size
     throttle = Throttle(progress)
     if fmt == formats.ZSTD:
@@ -129,9 +163,11 @@ def unpack(src: Path, dst: Path, *, progress: Optional[ProgressCallback] = None)
         file_reader = _Reader(f, lambda done: throttle(done, total))
         try:
             if fmt == formats.TAR:
-                payload = _from_tar(file_reader, out.fileno(), src.name)
+                payload = _from_tar(file_reader, out.fileno(), src.name, rule)
             else:
-                payload = _from_compressed(fmt, file_reader, out.fileno(), src.name)
+                payload = _from_compressed(
+                    fmt, file_reader, out.fileno(), src.name, rule, tar_only
+                )
         except _ReadFailure as exc:
             where = f"after {file_reader.count} bytes of input"
             raise ContainerError(
@@ -143,18 +179,22 @@ def unpack(src: Path, dst: Path, *, progress: Optional[ProgressCallback] = None)
     return payload
 
 
-def _from_compressed(fmt: str, file_reader: _Reader, fd: int, name: str) -> str:
+def _from_compressed(
+    fmt: str, file_reader: _Reader, fd: int, name: str, rule: MemberRule, tar_only: bool
+) -> str:
     with _open_decoder(fmt, file_reader) as decoded:  # type: ignore[arg-type]
         stream = _Reader(decoded)
         head = _read_exact(stream, formats.SNIFF_SIZE)
         inner = formats.detect(head)
         if inner == formats.TAR:
-            payload = _from_tar(_Prefixed(head, stream), fd, name)
+            payload = _from_tar(_Prefixed(head, stream), fd, name, rule)
             # Read the rest so that a truncated or corrupt stream (and xz's CRC) is noticed
             # even though the tar end marker came first.
             if _copy_to_nowhere(stream, MAX_OUTPUT) >= MAX_OUTPUT:
                 raise ContainerError(f"{name}: endless data after the tar archive")
             return payload
+        if tar_only:
+            raise ContainerError(f"{name}: the {fmt} data holds {inner}, not a tar archive")
         _check_payload(inner, name, f"inside {fmt}")
         size = _copy(_Prefixed(head, stream), fd, 0, MAX_OUTPUT)
         if stream.read(1):
@@ -208,12 +248,7 @@ def _copy(stream: object, fd: int, start: int, end: int) -> int:
     return offset
 
 
-def _looks_like_disk(member: tarfile.TarInfo) -> bool:
-    base = member.name.rstrip("/").rpartition("/")[2].lower()
-    return base == "disk" or any(base.endswith(ext) for ext in DISK_EXTENSIONS)
-
-
-def _from_tar(stream: object, fd: int, name: str) -> str:
+def _from_tar(stream: object, fd: int, name: str, rule: MemberRule) -> str:
     chosen: Optional[tarfile.TarInfo] = None
     payload = formats.RAW
     seen: List[str] = []
@@ -222,7 +257,7 @@ def _from_tar(stream: object, fd: int, name: str) -> str:
         with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 seen.append(member.name)
-                if not (member.isreg() and _looks_like_disk(member)):
+                if not rule.accept(member):
                     continue
                 if chosen is not None:
                     raise ContainerError(
@@ -251,8 +286,8 @@ def _from_tar(stream: object, fd: int, name: str) -> str:
     if chosen is None:
         listed = ", ".join(repr(n) for n in seen[:8]) + (", ..." if len(seen) > 8 else "")
         raise ContainerError(
-            f"{name}: tar archive holds no disk image (a regular file named disk or "
-            f"*{', *'.join(DISK_EXTENSIONS)}); members: {listed or 'none'}"
+            f"{name}: tar archive holds no disk image ({rule.wanted}); "
+            f"members: {listed or 'none'}"
         )
     return payload
 
