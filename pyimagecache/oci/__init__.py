@@ -9,7 +9,7 @@ The API (each name imported lazily, so ``import pyimagecache.oci`` loads no urll
     The verified manifest for ``arch`` (an index followed to its entry) and the descriptor of
     the disk blob: manifest digest (cache names come from it, so a moved tag is a miss), blob
     digest, size and media type, layout (``containerdisk`` or ``artifact``), how to extract,
-    title, annotations (:mod:`.resolve`, :mod:`.layout`).
+    title, annotations (:mod:`.resolver`, :mod:`.layout`).
 ``fetch_disk(resolved, dest, settings=None, progress=None, watch=None, *, expected=None) -> Path``
     The blob downloaded resumably and verified; a containerDisk's ``disk/`` file extracted
     sparsely; dest holds the disk image in its own format (:mod:`.pull`).
@@ -37,13 +37,13 @@ if TYPE_CHECKING:
     from .pull import fetch_disk
     from .push import push_file
     from .reference import Reference, parse_reference
-    from .resolve import Resolved, resolve
+    from .resolver import Resolved, resolve
 
 _LAZY = {
     "parse_reference": "reference",
     "Reference": "reference",
-    "resolve": "resolve",
-    "Resolved": "resolve",
+    "resolve": "resolver",
+    "Resolved": "resolver",
     "fetch_disk": "pull",
     "blob_source_for": "mirror",
     "push_file": "push",

@@ -19,7 +19,7 @@ from .layout import AS_IS, BLOB
 from .manifest import Descriptor
 from .platforms import arch_key
 from .reference import parse_repository
-from .resolve import Resolved, resolve_with
+from .resolver import Resolved, resolve_with
 from .transport import Registry
 
 log = logging.getLogger("pyimagecache")

@@ -24,7 +24,7 @@ from ..hashing import Expected, file_digests
 from ..settings import Settings
 from .layout import AS_IS, CONTAINERDISK_MEMBER
 from .manifest import Descriptor
-from .resolve import Resolved
+from .resolver import Resolved
 from .transport import Registry
 
 log = logging.getLogger("pyimagecache")
