@@ -162,7 +162,7 @@ class Authenticator:
         if status == 403:
             why = f"not allowed to {actions} {self._repository}"
         else:
-            why = "the credentials were rejected"
+            why = f"the credentials were rejected (HTTP {status})"
         return self.error(why, status)
 
 

@@ -213,7 +213,10 @@ class Registry:
             why = f"its token server {realm.netloc} is unreachable: {exc}"
             raise self.auth.error(why) from None
         if answer.status in (401, 403):
-            raise self.auth.error(f"its token server refused (HTTP {answer.status})", answer.status)
+            whom = "the credentials" if plan.authorization else "anonymous access"
+            raise self.auth.error(
+                f"its token server refused {whom} (HTTP {answer.status})", answer.status
+            )
         if answer.status != 200:
             raise self.auth.error(f"its token server answered HTTP {answer.status}", answer.status)
         self.auth.adopt(answer.data)
