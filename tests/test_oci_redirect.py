@@ -132,3 +132,121 @@ def test_no_secret_reaches_storage_even_via_fetch(
     )
     assert (tmp_path / "out").read_bytes() == b"blob bytes"
     assert storage.seen == [("/data/blob", None)]
+
+
+# -- a real registry behind a proxy that sends blob GETs to "storage" on another host --------
+
+
+class _StorageProxy(http.server.ThreadingHTTPServer):
+    """Forwards every request to ``upstream`` except blob GETs, which get a 307 to
+    ``storage`` (another host serving the registry's blob files), as a registry with S3
+    storage and redirects does."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, storage: str) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.upstream = upstream
+        self.storage = storage
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    server: _StorageProxy
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+        pass
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        self._forward()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if "/blobs/sha256:" in self.path:
+            digest = self.path.rpartition("/")[2]
+            self.send_response(307)
+            self.send_header("Location", f"{self.server.storage}/data/{digest}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self._forward()
+
+    def _forward(self) -> None:
+        import http.client
+
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=10)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        conn.request(self.command, self.path, headers=headers)
+        answer = conn.getresponse()
+        body = answer.read()
+        self.send_response(answer.status)
+        for key, value in answer.getheaders():
+            if key.lower() not in ("connection", "transfer-encoding", "keep-alive"):
+                self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        conn.close()
+
+
+class _BlobStorage(_Recorder):
+    """Serves /data/<digest> from a registry's storage directory, recording Authorization."""
+
+    def __init__(self, host: str, registry: object) -> None:
+        super().__init__(host)
+        self.RequestHandlerClass = _StorageHandler
+        self.registry = registry
+
+
+class _StorageHandler(_Handler):
+    server: _BlobStorage
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
+        data = self.server.registry.blob_path(self.path.rpartition("/")[2]).read_bytes()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("ETag", '"storage-etag"')
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.mark.slow
+def test_a_registrys_redirect_to_storage_elsewhere_gets_no_authorization(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from registry import RegistryServer, TokenServer, token_auth, write_auth_file
+
+    from pyimagecache.oci import fetch_disk, push_file, resolve
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    with TokenServer(tmp_path, {"bob": "pw-of-bob"}, anonymous=()) as tokens:
+        reg = RegistryServer(tmp_path / "registry", auth=token_auth(tokens.realm, tokens.cert))
+        with reg:
+            auth = write_auth_file(tmp_path / "auth.json", reg.address, "bob", "pw-of-bob")
+            src = tmp_path / "disk.img"
+            src.write_bytes(os.urandom(200_000))
+            monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
+            push_file(src, reg.ref("private/disk"), tag="v1", settings=FAST)
+            storage = _BlobStorage("127.0.0.2", reg)
+            proxy = _StorageProxy(reg.address, storage.base)
+            # The proxy forwards Authorization to the registry, whose tokens are for
+            # the registry's own service name whatever the host: credentials for the proxy.
+            write_auth_file(auth, proxy.address, "bob", "pw-of-bob")
+            for server in (storage, proxy):
+                _serve(server)
+            try:
+                resolved = resolve(f"oci://{proxy.address}/private/disk:v1", "amd64", FAST)
+                fetch_disk(resolved, tmp_path / "out", FAST)
+            finally:
+                for server in (storage, proxy):
+                    server.shutdown()
+                    server.server_close()
+    assert (tmp_path / "out").read_bytes() == src.read_bytes()
+    assert storage.seen == [(f"/data/{resolved.blob.digest}", None)]
+    assert tokens.issued  # the registry (private: every request needs one) got bearer tokens
