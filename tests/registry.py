@@ -288,7 +288,7 @@ class TokenServer:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
         self._server.daemon_threads = True
         self._server.tokens = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def realm(self) -> str:

@@ -52,7 +52,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 def _serve(server: _Recorder) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     return thread
 
