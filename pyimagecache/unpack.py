@@ -50,9 +50,7 @@ class MemberRule(NamedTuple):
 
 def _looks_like_disk(member: tarfile.TarInfo) -> bool:
     base = member.name.rstrip("/").rpartition("/")[2].lower()
-    return member.isreg() and (
-        base == "disk" or any(base.endswith(ext) for ext in DISK_EXTENSIONS)
-    )
+    return member.isreg() and (base == "disk" or any(base.endswith(ext) for ext in DISK_EXTENSIONS))
 
 
 #: The default: the one regular file named like a disk image, wherever it is.
@@ -165,9 +163,7 @@ def unpack(
             if fmt == formats.TAR:
                 payload = _from_tar(file_reader, out.fileno(), src.name, rule)
             else:
-                payload = _from_compressed(
-                    fmt, file_reader, out.fileno(), src.name, rule, tar_only
-                )
+                payload = _from_compressed(fmt, file_reader, out.fileno(), src.name, rule, tar_only)
         except _ReadFailure as exc:
             where = f"after {file_reader.count} bytes of input"
             raise ContainerError(
@@ -286,8 +282,7 @@ def _from_tar(stream: object, fd: int, name: str, rule: MemberRule) -> str:
     if chosen is None:
         listed = ", ".join(repr(n) for n in seen[:8]) + (", ..." if len(seen) > 8 else "")
         raise ContainerError(
-            f"{name}: tar archive holds no disk image ({rule.wanted}); "
-            f"members: {listed or 'none'}"
+            f"{name}: tar archive holds no disk image ({rule.wanted}); members: {listed or 'none'}"
         )
     return payload
 

@@ -88,11 +88,25 @@ def make_ca(directory: Path) -> Cert:
     """A CA certificate and key (strict enough for Python 3.13's X509_STRICT checks)."""
     ca = Cert(directory / "ca.pem", directory / "ca.key")
     _openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA",
-        "-keyout", str(ca.key), "-out", str(ca.cert),
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        "-addext", "subjectKeyIdentifier=hash",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        str(ca.key),
+        "-out",
+        str(ca.cert),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext",
+        "subjectKeyIdentifier=hash",
     )
     return ca
 
@@ -110,10 +124,35 @@ def issue_cert(ca: Cert, directory: Path, name: str = "server") -> Cert:
         "subjectKeyIdentifier=hash\n"
         "authorityKeyIdentifier=keyid,issuer\n"
     )
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-             "-keyout", str(out.key), "-out", str(csr))
-    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key),
-             "-CAcreateserial", "-days", "2", "-out", str(out.cert), "-extfile", str(ext))
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        str(out.key),
+        "-out",
+        str(csr),
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca.cert),
+        "-CAkey",
+        str(ca.key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        str(out.cert),
+        "-extfile",
+        str(ext),
+    )
     return out
 
 
@@ -177,14 +216,22 @@ class RegistryServer:
             self.port = free_port(self.host)
             tls = ""
             if self.tls is not None:
-                tls = (f"  tls:\n    certificate: {self.tls.cert}\n    key: {self.tls.key}\n")
+                tls = f"  tls:\n    certificate: {self.tls.cert}\n    key: {self.tls.key}\n"
             config = self.work / "config.yml"
-            config.write_text(_CONFIG.format(
-                root=self.storage, host=self.host, port=self.port, tls=tls, auth=self.auth,
-            ))
+            config.write_text(
+                _CONFIG.format(
+                    root=self.storage,
+                    host=self.host,
+                    port=self.port,
+                    tls=tls,
+                    auth=self.auth,
+                )
+            )
             log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
             self._proc = subprocess.Popen(
-                [self.binary, "serve", str(config)], stdout=log, stderr=log,
+                [self.binary, "serve", str(config)],
+                stdout=log,
+                stderr=log,
                 stdin=subprocess.DEVNULL,
             )
             log.close()
@@ -215,16 +262,16 @@ class RegistryServer:
     def access_log(self) -> List[Tuple[str, str, int, int]]:
         """(method, path, status, bytes) of every request, from the combined-format log."""
         found = []
-        for match in re.finditer(r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d+) (\d+|-)',
-                                 self.log_text()):
+        for match in re.finditer(
+            r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d+) (\d+|-)', self.log_text()
+        ):
             size = int(match.group(4)) if match.group(4).isdigit() else 0
             found.append((match.group(1), match.group(2), int(match.group(3)), size))
         return found
 
     def blob_path(self, digest: str) -> Path:
         hexdigest = digest.partition(":")[2]
-        return (self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest
-                / "data")
+        return self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -279,8 +326,21 @@ class TokenServer:
         self.lifetime = lifetime
         self.key = work / "token.key"
         self.cert = work / "token.pem"
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                 "-subj", "/CN=test token issuer", "-keyout", str(self.key), "-out", str(self.cert))
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test token issuer",
+            "-keyout",
+            str(self.key),
+            "-out",
+            str(self.cert),
+        )
         der = _openssl("x509", "-in", str(self.cert), "-outform", "DER")
         self._x5c = base64.b64encode(der).decode("ascii")
         self.log: List[Tuple[str, Optional[str], int]] = []
@@ -288,7 +348,9 @@ class TokenServer:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
         self._server.daemon_threads = True
         self._server.tokens = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
 
     @property
     def realm(self) -> str:
@@ -296,8 +358,12 @@ class TokenServer:
 
     def sign(self, claims: Dict[str, Any]) -> str:
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
-        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
-        signature = _openssl("dgst", "-sha256", "-sign", str(self.key), stdin=signing_input.encode())
+        signing_input = (
+            f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        )
+        signature = _openssl(
+            "dgst", "-sha256", "-sign", str(self.key), stdin=signing_input.encode()
+        )
         return f"{signing_input}.{_b64url(signature)}"
 
     def grant(self, query: Mapping[str, List[str]], user: Optional[str]) -> str:
@@ -306,16 +372,25 @@ class TokenServer:
             for one in scope.split(" "):
                 kind, _, rest = one.partition(":")
                 name, _, actions = rest.rpartition(":")
-                allowed = actions.split(",") if user else [
-                    a for a in actions.split(",") if a in self.anonymous
-                ]
+                allowed = (
+                    actions.split(",")
+                    if user
+                    else [a for a in actions.split(",") if a in self.anonymous]
+                )
                 access.append({"type": kind, "name": name, "actions": allowed})
         now = int(time.time())
-        token = self.sign({
-            "iss": "test-issuer", "sub": user or "", "aud": query.get("service", [""])[0],
-            "exp": now + self.lifetime, "nbf": now - 5, "iat": now,
-            "jti": os.urandom(8).hex(), "access": access,
-        })
+        token = self.sign(
+            {
+                "iss": "test-issuer",
+                "sub": user or "",
+                "aud": query.get("service", [""])[0],
+                "exp": now + self.lifetime,
+                "nbf": now - 5,
+                "iat": now,
+                "jti": os.urandom(8).hex(),
+                "access": access,
+            }
+        )
         self.issued.append(token)
         return token
 
@@ -393,8 +468,10 @@ class OciLayout:
         with the platform set (for an index)."""
         diff_ids = [sha256_digest(_uncompressed(data)) for data, _ in layers]
         config: Dict[str, Any] = {
-            "architecture": arch, "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {},
+            "architecture": arch,
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "config": {},
         }
         if variant:
             config["variant"] = variant
@@ -404,7 +481,11 @@ class OciLayout:
             "config": self.blob(json.dumps(config).encode(), config_media_type),
             "layers": [self.blob(data, media_type) for data, media_type in layers],
         }
-        platform = {"architecture": arch, "os": "linux", **({"variant": variant} if variant else {})}
+        platform = {
+            "architecture": arch,
+            "os": "linux",
+            **({"variant": variant} if variant else {}),
+        }
         return self.blob(json.dumps(manifest).encode(), manifest_media_type, platform=platform)
 
     def index(self, manifests: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -418,9 +499,11 @@ class OciLayout:
         self._write_index()
 
     def _write_index(self) -> None:
-        (self.root / "index.json").write_text(json.dumps(
-            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list(self._tags.values())}
-        ))
+        (self.root / "index.json").write_text(
+            json.dumps(
+                {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list(self._tags.values())}
+            )
+        )
 
 
 def _uncompressed(data: bytes) -> bytes:
@@ -456,7 +539,10 @@ def skopeo_copy(src: str, dest: str, work: Path, *args: str) -> None:
     env.pop("REGISTRY_AUTH_FILE", None)
     done = subprocess.run(
         [skopeo, "--policy", str(policy), "copy", "--quiet", *args, src, dest],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     if done.returncode != 0:
         raise AssertionError(f"skopeo copy {src} {dest} failed: {done.stderr}")

@@ -130,8 +130,10 @@ def test_the_ca_may_come_from_ssl_cert_file(
     tls_registry: TlsRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reg = tls_registry.registry
-    monkeypatch.setenv("REGISTRY_AUTH_FILE",
-                       str(write_auth_file(tmp_path / "a.json", reg.address, "alice", ALICE_PW)))
+    monkeypatch.setenv(
+        "REGISTRY_AUTH_FILE",
+        str(write_auth_file(tmp_path / "a.json", reg.address, "alice", ALICE_PW)),
+    )
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_registry.ca.cert))
     push_file(_disk(tmp_path), reg.ref("private/env"), tag="v1", settings=FAST)
     assert resolve(reg.ref("private/env:v1"), "amd64", FAST).layout == "artifact"
@@ -163,8 +165,9 @@ def test_htpasswd_wrong_password_names_the_user_never_the_password(
 ) -> None:
     reg = tls_registry.registry
     wrong = "wrong-password-9876"
-    monkeypatch.setenv("REGISTRY_AUTH_FILE",
-                       str(write_auth_file(tmp_path / "a.json", reg.address, "alice", wrong)))
+    monkeypatch.setenv(
+        "REGISTRY_AUTH_FILE", str(write_auth_file(tmp_path / "a.json", reg.address, "alice", wrong))
+    )
     caplog.set_level(logging.DEBUG)
     with pytest.raises(RegistryAuthError) as info:
         resolve(reg.ref("private/disk:v1"), "amd64", tls_registry.settings)
@@ -200,14 +203,20 @@ def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token
     yield from _token_registry(tmp_path_factory.mktemp("private"), ())
 
 
-def _as_bob(registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-            password: str = BOB_PW) -> None:
+def _as_bob(
+    registry: RegistryServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    password: str = BOB_PW,
+) -> None:
     auth = write_auth_file(tmp_path / "bob.json", registry.address, "bob", password)
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
 
 
 def test_token_auth_push_with_credentials_then_anonymous_pull(
-    token_registry: TokenRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    token_registry: TokenRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     reg, tokens = token_registry
@@ -227,17 +236,18 @@ def test_token_auth_push_with_credentials_then_anonymous_pull(
     assert BOB_PW not in caplog.text
 
 
-def test_token_auth_push_without_credentials(
-    token_registry: TokenRegistry, tmp_path: Path
-) -> None:
+def test_token_auth_push_without_credentials(token_registry: TokenRegistry, tmp_path: Path) -> None:
     with pytest.raises(RegistryAuthError) as info:
-        push_file(_disk(tmp_path), token_registry.registry.ref("team/anon"), tag="v1",
-                  settings=FAST)
+        push_file(
+            _disk(tmp_path), token_registry.registry.ref("team/anon"), tag="v1", settings=FAST
+        )
     assert "requires credentials" in str(info.value)
 
 
 def test_token_server_refusing_the_password(
-    token_registry: TokenRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    token_registry: TokenRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     reg, tokens = token_registry
@@ -252,7 +262,9 @@ def test_token_server_refusing_the_password(
 
 
 def test_private_registry_needs_credentials_to_pull(
-    private_registry: TokenRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    private_registry: TokenRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     reg, tokens = private_registry

@@ -64,15 +64,20 @@ def fake() -> Iterator[_Fake]:
 
 
 FAST = Settings(retry=Retry(total=2, backoff_base=0.01, backoff_max=0.02), timeout=5)
-MANIFEST = json.dumps({
-    "schemaVersion": 2,
-    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "config": {"mediaType": "application/vnd.oci.empty.v1+json",
-               "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-               "size": 2},
-    "layers": [{"mediaType": "application/octet-stream", "digest": "sha256:" + "1" * 64,
-                "size": 5}],
-}).encode()
+MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.empty.v1+json",
+            "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            "size": 2,
+        },
+        "layers": [
+            {"mediaType": "application/octet-stream", "digest": "sha256:" + "1" * 64, "size": 5}
+        ],
+    }
+).encode()
 DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
 OCI = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
 
@@ -87,8 +92,9 @@ def test_a_manifest_not_matching_the_registrys_digest(fake: _Fake) -> None:
 
 def test_a_manifest_not_matching_the_digest_asked_for(fake: _Fake) -> None:
     wanted = "sha256:" + "e" * 64
-    fake.routes[f"/v2/r/manifests/{wanted}"] = [(200, {**OCI, "Docker-Content-Digest": wanted},
-                                                  MANIFEST)]
+    fake.routes[f"/v2/r/manifests/{wanted}"] = [
+        (200, {**OCI, "Docker-Content-Digest": wanted}, MANIFEST)
+    ]
     with pytest.raises(RegistryError, match=f"expected {wanted}, got {DIGEST}"):
         resolve(f"oci://{fake.address}/r@{wanted}", "amd64", FAST)
 
@@ -105,25 +111,39 @@ def test_a_manifest_larger_than_the_cap(fake: _Fake) -> None:
 
 
 def test_schema1_and_other_kinds_are_refused(fake: _Fake) -> None:
-    fake.routes["/v2/r/manifests/t"] = [(
-        200, {"Content-Type": "application/vnd.docker.distribution.manifest.v1+prettyjws"},
-        b'{"schemaVersion": 1, "fsLayers": []}',
-    )]
+    fake.routes["/v2/r/manifests/t"] = [
+        (
+            200,
+            {"Content-Type": "application/vnd.docker.distribution.manifest.v1+prettyjws"},
+            b'{"schemaVersion": 1, "fsLayers": []}',
+        )
+    ]
     with pytest.raises(RegistryError, match="manifest.v1\\+prettyjws; supported"):
         resolve(f"oci://{fake.address}/r:t", "amd64", FAST)
 
 
 def test_transient_failures_are_retried(fake: _Fake) -> None:
     fake.routes["/v2/r/manifests/t"] = [
-        (503, {"Retry-After": "0"}, b""), (429, {}, b""), (200, OCI, MANIFEST)
+        (503, {"Retry-After": "0"}, b""),
+        (429, {}, b""),
+        (200, OCI, MANIFEST),
     ]
     assert resolve(f"oci://{fake.address}/r:t", "amd64", FAST).manifest_digest == DIGEST
     assert fake.seen.count("/v2/r/manifests/t") == 3
 
 
 def test_a_registry_error_body_is_summarised(fake: _Fake) -> None:
-    body = json.dumps({"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known"
-                                   , "detail": {"name": "r"}}]}).encode()
+    body = json.dumps(
+        {
+            "errors": [
+                {
+                    "code": "NAME_UNKNOWN",
+                    "message": "repository name not known",
+                    "detail": {"name": "r"},
+                }
+            ]
+        }
+    ).encode()
     fake.routes["/v2/r/manifests/t"] = [(404, {"Content-Type": "application/json"}, body)]
     with pytest.raises(RegistryError) as info:
         resolve(f"oci://{fake.address}/r:t", "amd64", FAST)

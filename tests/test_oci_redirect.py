@@ -127,7 +127,10 @@ def test_no_secret_reaches_storage_even_via_fetch(
     registry, storage = servers
     registry.redirect_to = f"{storage.base}/data/blob"
     fetch_verified(
-        f"{registry.base}/redirect", tmp_path / "out", Expected(), FAST,
+        f"{registry.base}/redirect",
+        tmp_path / "out",
+        Expected(),
+        FAST,
         headers={"Authorization": SECRET},
     )
     assert (tmp_path / "out").read_bytes() == b"blob bytes"

@@ -58,8 +58,20 @@ def _raw_disk(size: int, seed: int) -> bytes:
 def _qcow2(work: Path, raw: bytes) -> bytes:
     qemu_img = require_tool("qemu-img")
     (work / "src.raw").write_bytes(raw)
-    subprocess.run([qemu_img, "convert", "-f", "raw", "-O", "qcow2", str(work / "src.raw"),
-                    str(work / "disk.qcow2")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            qemu_img,
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            str(work / "src.raw"),
+            str(work / "disk.qcow2"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return (work / "disk.qcow2").read_bytes()
 
 
@@ -70,21 +82,37 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixtures]:
         layout = OciLayout(work / "layout")
         qcow2 = _qcow2(work, _raw_disk(4 << 20, 1))
         raw = _raw_disk(2 << 20, 2)
-        layout.tag("qcow2", layout.image([(containerdisk_layer({"disk/disk.qcow2": qcow2}),
-                                           LAYER_GZIP)]))
-        layout.tag("raw", layout.image([(containerdisk_layer({"disk/disk.raw": raw},
-                                                             compress=False), LAYER_TAR)]))
+        layout.tag(
+            "qcow2", layout.image([(containerdisk_layer({"disk/disk.qcow2": qcow2}), LAYER_GZIP)])
+        )
+        layout.tag(
+            "raw",
+            layout.image(
+                [(containerdisk_layer({"disk/disk.raw": raw}, compress=False), LAYER_TAR)]
+            ),
+        )
         per_arch = {"amd64": _raw_disk(1 << 20, 3), "arm64": _raw_disk(1 << 20, 4)}
-        layout.tag("multi", layout.index([
-            layout.image([(containerdisk_layer({"disk/d.img": per_arch["amd64"]}), LAYER_GZIP)]),
-            layout.image([(containerdisk_layer({"disk/d.img": per_arch["arm64"]}), LAYER_GZIP)],
-                         arch="arm64", variant="v8"),
-        ]))
+        layout.tag(
+            "multi",
+            layout.index(
+                [
+                    layout.image(
+                        [(containerdisk_layer({"disk/d.img": per_arch["amd64"]}), LAYER_GZIP)]
+                    ),
+                    layout.image(
+                        [(containerdisk_layer({"disk/d.img": per_arch["arm64"]}), LAYER_GZIP)],
+                        arch="arm64",
+                        variant="v8",
+                    ),
+                ]
+            ),
+        )
         dest = f"docker://{reg.address}/containerdisks"
         plain = "--dest-tls-verify=false"
         skopeo_copy(f"oci:{layout.root}:qcow2", f"{dest}/qcow2:1", work, plain)
-        skopeo_copy(f"oci:{layout.root}:qcow2", f"{dest}/qcow2:docker", work, plain,
-                    "--format", "v2s2")
+        skopeo_copy(
+            f"oci:{layout.root}:qcow2", f"{dest}/qcow2:docker", work, plain, "--format", "v2s2"
+        )
         skopeo_copy(f"oci:{layout.root}:raw", f"{dest}/raw:1", work, plain, "--preserve-digests")
         skopeo_copy(f"oci:{layout.root}:multi", f"{dest}/multi:1", work, plain, "--all")
         yield Fixtures(reg, work, qcow2, raw, per_arch)
@@ -184,8 +212,9 @@ def test_push_file_round_trip_and_mirror_lookup(fixtures: Fixtures, tmp_path: Pa
     src.write_bytes(os.urandom(300_000))
     sha256 = hashlib.sha256(src.read_bytes()).hexdigest()
     annotations = {"org.pyimagecache.alias": "debian-12", "org.pyimagecache.sha256": sha256}
-    digest = push_file(src, reg.ref("mirror"), tag="debian-12-1-amd64", annotations=annotations,
-                       settings=FAST)
+    digest = push_file(
+        src, reg.ref("mirror"), tag="debian-12-1-amd64", annotations=annotations, settings=FAST
+    )
     resolved = resolve(reg.ref("mirror:debian-12-1-amd64"), "amd64", FAST)
     assert resolved.manifest_digest == digest
     assert resolved.layout == ARTIFACT and resolved.title == "debian-12.qcow2"
@@ -224,15 +253,22 @@ def test_pushing_again_skips_the_blob_and_gives_the_same_digest(
     assert after == uploads
 
 
-def test_chunked_upload(fixtures: Fixtures, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunked_upload(
+    fixtures: Fixtures, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reg = fixtures.registry
     monkeypatch.setattr(push_module, "MONOLITHIC_MAX", 100_000)
     monkeypatch.setattr(push_module, "CHUNK", 64 << 10)
     src = tmp_path / "big.img"
     src.write_bytes(os.urandom(300_000))
     seen = []
-    push_file(src, reg.ref("chunked"), tag="t", settings=FAST,
-              progress=lambda done, total: seen.append((done, total)))
+    push_file(
+        src,
+        reg.ref("chunked"),
+        tag="t",
+        settings=FAST,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     patches = [e for e in reg.access_log() if e[0] == "PATCH" and "/chunked/" in e[1]]
     assert len(patches) == 5  # 4 x 64 KiB + the rest
     assert seen[-1] == (300_000, 300_000)
@@ -283,8 +319,9 @@ def test_a_pull_killed_mid_blob_resumes_with_a_range_request(
     push_file(src, reg.ref("resume"), tag="t", settings=FAST)
     ref = reg.ref("resume:t")
     dest = tmp_path / "out.img"
-    child = subprocess.run([sys.executable, "-c", _CHILD, ref, str(dest)], cwd=REPO,
-                           capture_output=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD, ref, str(dest)], cwd=REPO, capture_output=True, timeout=120
+    )
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()
     part = dest.with_name(dest.name + ".part")
     kept = part.stat().st_size
@@ -306,16 +343,27 @@ def test_manifest_digest_and_layer_of_an_image_with_annotations(
     src.write_bytes(b"\x01" * 4096)
     push_file(src, reg.ref("raw-manifest"), tag="base", settings=FAST)
     resolved = resolve(reg.ref("raw-manifest:base"), "amd64", FAST)
-    body = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json",
-                   "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-                   "size": 2},
-        "layers": [{"mediaType": "application/x-qemu-disk", "digest": resolved.blob.digest,
-                    "size": 4096, "annotations": {"org.opencontainers.image.title": "x.raw"}}],
-        "annotations": {"note": "hand made"},
-    }, indent=3).encode()
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.empty.v1+json",
+                "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+                "size": 2,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/x-qemu-disk",
+                    "digest": resolved.blob.digest,
+                    "size": 4096,
+                    "annotations": {"org.opencontainers.image.title": "x.raw"},
+                }
+            ],
+            "annotations": {"note": "hand made"},
+        },
+        indent=3,
+    ).encode()
     from pyimagecache.oci.push import put_manifest
     from pyimagecache.oci.reference import parse_reference
     from pyimagecache.oci.transport import Registry

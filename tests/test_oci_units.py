@@ -51,12 +51,18 @@ HEX = "ab" * 32
         (f"oci://reg.example/a/b@sha256:{HEX}", ("reg.example", "a/b", None, f"sha256:{HEX}")),
         (f"docker://quay.io/x/y:t@sha256:{HEX}", ("quay.io", "x/y", "t", f"sha256:{HEX}")),
         ("docker://ubuntu", ("registry-1.docker.io", "library/ubuntu", None, None)),
-        ("docker://docker.io/ubuntu:24.04", ("registry-1.docker.io", "library/ubuntu", "24.04", None)),
+        (
+            "docker://docker.io/ubuntu:24.04",
+            ("registry-1.docker.io", "library/ubuntu", "24.04", None),
+        ),
         ("oci://index.docker.io/org/img", ("registry-1.docker.io", "org/img", None, None)),
         ("docker://user/img:1", ("registry-1.docker.io", "user/img", "1", None)),
         ("oci://localhost/img", ("localhost", "img", None, None)),
         ("oci://[::1]:5000/img:v1", ("[::1]:5000", "img", "v1", None)),
-        ("OCI://Reg.Example:443/a__b/c-d.e:TAG_1", ("reg.example:443", "a__b/c-d.e", "TAG_1", None)),
+        (
+            "OCI://Reg.Example:443/a__b/c-d.e:TAG_1",
+            ("reg.example:443", "a__b/c-d.e", "TAG_1", None),
+        ),
     ],
 )
 def test_references_parse_as_docker_and_skopeo_read_them(text: str, expected: tuple) -> None:
@@ -171,10 +177,15 @@ def test_the_first_file_with_an_entry_wins(tmp_path: Path) -> None:
 
 
 def test_username_password_fields_and_docker_login_keys(tmp_path: Path) -> None:
-    env = _env(tmp_path, docker={"auths": {
-        "https://index.docker.io/v1/": {"auth": _auth("hub", "pw")},
-        "https://Reg.Example:5000/": {"username": "u", "password": "p"},
-    }})
+    env = _env(
+        tmp_path,
+        docker={
+            "auths": {
+                "https://index.docker.io/v1/": {"auth": _auth("hub", "pw")},
+                "https://Reg.Example:5000/": {"username": "u", "password": "p"},
+            }
+        },
+    )
     hub = find_credentials("registry-1.docker.io", "library/ubuntu", env)
     assert hub is not None and hub.username == "hub"
     plain = find_credentials("reg.example:5000", "x", env)
@@ -182,11 +193,16 @@ def test_username_password_fields_and_docker_login_keys(tmp_path: Path) -> None:
 
 
 def test_the_most_specific_namespace_wins(tmp_path: Path) -> None:
-    env = _env(tmp_path, registry_auth={"auths": {
-        "reg.example": {"auth": _auth("host", "1")},
-        "reg.example/team": {"auth": _auth("team", "2")},
-        "reg.example/team/app": {"auth": _auth("app", "3")},
-    }})
+    env = _env(
+        tmp_path,
+        registry_auth={
+            "auths": {
+                "reg.example": {"auth": _auth("host", "1")},
+                "reg.example/team": {"auth": _auth("team", "2")},
+                "reg.example/team/app": {"auth": _auth("app", "3")},
+            }
+        },
+    )
     assert find_credentials("reg.example", "team/app", env).username == "app"  # type: ignore[union-attr]
     assert find_credentials("reg.example", "team/lib", env).username == "team"  # type: ignore[union-attr]
     assert find_credentials("reg.example", "other", env).username == "host"  # type: ignore[union-attr]
@@ -243,18 +259,21 @@ def test_challenges_parse() -> None:
     both = parse_challenges('Basic realm="x y", Bearer realm="https://a/t",error="invalid_token"')
     assert [c.scheme for c in both] == ["basic", "bearer"]
     assert both[0].params == {"realm": "x y"}
-    assert parse_challenges('basic realm=plain') == [("basic", {"realm": "plain"})]
+    assert parse_challenges("basic realm=plain") == [("basic", {"realm": "plain"})]
     assert parse_challenges('Bearer realm="a\\"b"')[0].params["realm"] == 'a"b'
     assert parse_challenges("") == []
 
 
-def test_a_bearer_challenge_plans_a_token_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bearer_challenge_plans_a_token_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     auth = Authenticator("reg.example", "a/b")
-    plan = auth.plan('Bearer realm="https://auth.example/token?x=1",service="svc"',
-                     "repository:a/b:pull")
+    plan = auth.plan(
+        'Bearer realm="https://auth.example/token?x=1",service="svc"', "repository:a/b:pull"
+    )
     assert plan is not None and plan.authorization is None
     assert plan.url.startswith("https://auth.example/token?x=1&")
     assert "service=svc" in plan.url and "scope=repository%3Aa%2Fb%3Apull" in plan.url
@@ -265,7 +284,7 @@ def test_a_bearer_challenge_plans_a_token_request(tmp_path: Path, monkeypatch: p
     with pytest.raises(RegistryAuthError, match="requires credentials"):
         auth.plan('Basic realm="r"', "")
     with pytest.raises(RegistryAuthError, match="scheme we do not speak"):
-        auth.plan('Negotiate', "")
+        auth.plan("Negotiate", "")
 
 
 # -- platforms and layouts ------------------------------------------------------------------
@@ -291,13 +310,29 @@ def test_platform_matching() -> None:
 
 
 def test_choose_prefers_podmans_qemu_disk_and_names_the_platforms_it_has() -> None:
-    index = _manifest({"manifests": [
-        _desc(OCI_MANIFEST, n=1, platform={"architecture": "amd64", "os": "linux"},
-              annotations={"disktype": "applehv"}),
-        _desc(OCI_MANIFEST, n=2, platform={"architecture": "amd64", "os": "linux"},
-              annotations={"disktype": "qemu"}),
-        _desc(OCI_MANIFEST, n=3, platform={"architecture": "arm64", "os": "linux", "variant": "v8"}),
-    ]})
+    index = _manifest(
+        {
+            "manifests": [
+                _desc(
+                    OCI_MANIFEST,
+                    n=1,
+                    platform={"architecture": "amd64", "os": "linux"},
+                    annotations={"disktype": "applehv"},
+                ),
+                _desc(
+                    OCI_MANIFEST,
+                    n=2,
+                    platform={"architecture": "amd64", "os": "linux"},
+                    annotations={"disktype": "qemu"},
+                ),
+                _desc(
+                    OCI_MANIFEST,
+                    n=3,
+                    platform={"architecture": "arm64", "os": "linux", "variant": "v8"},
+                ),
+            ]
+        }
+    )
 
     class _Reg:
         registry, repository = "reg.example", "a"
@@ -318,11 +353,20 @@ def test_layouts() -> None:
     big = _desc("application/vnd.docker.image.rootfs.diff.tar.gzip", size=9000, n=3)
     disk = disk_of(_manifest({"config": config, "layers": [small, big, small]}), "x")
     assert (disk.kind, disk.extract, disk.blob.size) == (CONTAINERDISK, TAR, 9000)
-    artifact = _desc("application/octet-stream", n=4,
-                     annotations={"org.opencontainers.image.title": "d.qcow2"})
+    artifact = _desc(
+        "application/octet-stream", n=4, annotations={"org.opencontainers.image.title": "d.qcow2"}
+    )
     empty = _desc("application/vnd.oci.empty.v1+json")
-    disk = disk_of(_manifest({"config": empty, "layers": [artifact],
-                              "artifactType": "application/vnd.pyimagecache.disk.v1"}), "x")
+    disk = disk_of(
+        _manifest(
+            {
+                "config": empty,
+                "layers": [artifact],
+                "artifactType": "application/vnd.pyimagecache.disk.v1",
+            }
+        ),
+        "x",
+    )
     assert (disk.kind, disk.extract, disk.title) == (ARTIFACT, "", "d.qcow2")
     # A one-layer tar *artifact* is the file itself, not a containerDisk.
     disk = disk_of(_manifest({"config": empty, "layers": [small]}), "x")
@@ -363,10 +407,16 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> tarfi
 
 def test_the_disk_is_the_one_regular_file_under_disk(tmp_path: Path) -> None:
     disk = b"\x01" * 5000 + bytes(8192) + b"\x02"
-    layer = _layer(tmp_path, [
-        _member("etc/hostname"), _member("./disk", tarfile.DIRTYPE),
-        _member("./disk/fedora.img"), _member("disk/.wh.old"),
-    ], {"etc/hostname": b"x", "./disk/fedora.img": disk, "disk/.wh.old": b""})
+    layer = _layer(
+        tmp_path,
+        [
+            _member("etc/hostname"),
+            _member("./disk", tarfile.DIRTYPE),
+            _member("./disk/fedora.img"),
+            _member("disk/.wh.old"),
+        ],
+        {"etc/hostname": b"x", "./disk/fedora.img": disk, "disk/.wh.old": b""},
+    )
     out = tmp_path / "out.raw"
     assert unpack(layer, out, rule=CONTAINERDISK_MEMBER) == "raw"
     assert out.read_bytes() == disk
@@ -387,19 +437,28 @@ def test_the_disk_is_the_one_regular_file_under_disk(tmp_path: Path) -> None:
 def test_links_devices_and_escapes_refuse_the_layer(
     tmp_path: Path, member: tarfile.TarInfo, says: str
 ) -> None:
-    layer = _layer(tmp_path, [_member("disk/", tarfile.DIRTYPE), member], {member.name: b"x"}
-                   if member.type == tarfile.REGTYPE else {})
+    layer = _layer(
+        tmp_path,
+        [_member("disk/", tarfile.DIRTYPE), member],
+        {member.name: b"x"} if member.type == tarfile.REGTYPE else {},
+    )
     with pytest.raises(ContainerError, match=says):
         unpack(layer, tmp_path / "out", rule=CONTAINERDISK_MEMBER)
 
 
 def test_no_disk_or_two_disks_under_disk(tmp_path: Path) -> None:
-    layer = _layer(tmp_path, [_member("disk/", tarfile.DIRTYPE), _member("boot/disk.img")],
-                   {"boot/disk.img": b"x"})
+    layer = _layer(
+        tmp_path,
+        [_member("disk/", tarfile.DIRTYPE), _member("boot/disk.img")],
+        {"boot/disk.img": b"x"},
+    )
     with pytest.raises(ContainerError, match="the one regular file under disk/"):
         unpack(layer, tmp_path / "out", rule=CONTAINERDISK_MEMBER)
-    layer = _layer(tmp_path, [_member("disk/a.img"), _member("disk/b.img")],
-                   {"disk/a.img": b"a", "disk/b.img": b"b"})
+    layer = _layer(
+        tmp_path,
+        [_member("disk/a.img"), _member("disk/b.img")],
+        {"disk/a.img": b"a", "disk/b.img": b"b"},
+    )
     with pytest.raises(ContainerError, match="more than one"):
         unpack(layer, tmp_path / "out", rule=CONTAINERDISK_MEMBER)
 

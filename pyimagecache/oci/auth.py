@@ -169,4 +169,3 @@ class Authenticator:
 def scope_for(repository: str, actions: str) -> str:
     """``repository:<repo>:<actions>``, the scope of a repository request."""
     return f"repository:{repository}:{actions}"
-

@@ -129,8 +129,11 @@ def fetch_manifest(
     (an index entry's digest and ``size``), or the digest ``target`` is, or the registry's
     ``Docker-Content-Digest``."""
     response = registry.request(
-        "GET", registry.api(f"manifests/{target}"), what=f"manifest {target}",
-        headers={"Accept": ACCEPT}, max_bytes=MAX_MANIFEST,
+        "GET",
+        registry.api(f"manifests/{target}"),
+        what=f"manifest {target}",
+        headers={"Accept": ACCEPT},
+        max_bytes=MAX_MANIFEST,
     )
     data = response.data
     claimed = response.headers.get("Docker-Content-Digest", "").strip() or None
@@ -143,8 +146,8 @@ def fetch_manifest(
     actual = digest_of(data, algorithm)
     if wanted is not None and actual != wanted:
         raise registry_error(
-            registry, f"manifest {target} does not match its digest: expected {wanted}, "
-            f"got {actual}",
+            registry,
+            f"manifest {target} does not match its digest: expected {wanted}, got {actual}",
         )
     if size is not None and size != len(data):
         raise registry_error(
@@ -159,7 +162,8 @@ def fetch_manifest(
     media_type = _media_type(response.headers.get("Content-Type", ""), document)
     if media_type not in MANIFESTS + INDEXES:
         raise registry_error(
-            registry, f"manifest {target} is {media_type or 'of no known type'}; supported: "
+            registry,
+            f"manifest {target} is {media_type or 'of no known type'}; supported: "
             + ", ".join(MANIFESTS + INDEXES),
         )
     return Manifest(media_type, actual, document)
@@ -200,9 +204,7 @@ def for_platform(
     raise registry_error(registry, f"{label}: indexes nested more than {MAX_DEPTH} deep")
 
 
-def choose(
-    entries: List[Descriptor], arch: str, label: str, registry: Registry
-) -> Descriptor:
+def choose(entries: List[Descriptor], arch: str, label: str, registry: Registry) -> Descriptor:
     """The entry for ``arch``: the first that matches, preferring podman's qemu disk."""
     fitting = [e for e in entries if matches(e.platform, arch)]
     if not fitting:

@@ -74,13 +74,15 @@ def blob_source_for(
         raise
     pins = {SHA256_ANNOTATION: sha256, SHA512_ANNOTATION: sha512}
     if sha256 is not None and found.extract == AS_IS and found.sha256 not in (None, sha256):
-        log.info("%s:%s holds %s, not the pinned sha256 %s", mirror_base, tag, found.blob.digest,
-                 sha256)
+        log.info(
+            "%s:%s holds %s, not the pinned sha256 %s", mirror_base, tag, found.blob.digest, sha256
+        )
         return None
     for key, pin in pins.items():
         recorded = found.annotations.get(key)
         if pin is not None and recorded is not None and recorded.lower() != pin.lower():
-            log.info("%s:%s is annotated %s=%s, not the pin %s", mirror_base, tag, key,
-                     recorded, pin)
+            log.info(
+                "%s:%s is annotated %s=%s, not the pin %s", mirror_base, tag, key, recorded, pin
+            )
             return None
     return found

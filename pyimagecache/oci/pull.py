@@ -70,8 +70,15 @@ def fetch_disk(
     registry = Registry(resolved.registry, resolved.repository, settings)
     wanted = blob_expected(resolved.blob)
     if resolved.extract == AS_IS:
-        _download(registry, resolved.blob, dest, _combined(wanted, expected, resolved), settings,
-                  progress, watch)
+        _download(
+            registry,
+            resolved.blob,
+            dest,
+            _combined(wanted, expected, resolved),
+            settings,
+            progress,
+            watch,
+        )
         return dest
     layer = layer_path(dest)
     if not _complete(layer, wanted):
@@ -127,7 +134,9 @@ def _download(
             if exc.status == 404:
                 raise RegistryError(
                     f"{registry.where}: blob {blob.digest} is not in the repository (HTTP 404)",
-                    registry=registry.registry, repository=registry.repository, url=url,
+                    registry=registry.registry,
+                    repository=registry.repository,
+                    url=url,
                     status=404,
                 ) from exc
             raise

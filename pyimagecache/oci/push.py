@@ -117,14 +117,20 @@ def put_manifest(registry: Registry, ref: Reference, data: bytes) -> str:
     digest = digest_of(data)
     target = ref.tag or digest
     answer = registry.request(
-        "PUT", registry.api(f"manifests/{target}"), what=f"pushing the manifest {target}",
-        actions=_PUSH, headers={"Content-Type": OCI_MANIFEST}, body=data, ok=(201,),
+        "PUT",
+        registry.api(f"manifests/{target}"),
+        what=f"pushing the manifest {target}",
+        actions=_PUSH,
+        headers={"Content-Type": OCI_MANIFEST},
+        body=data,
+        ok=(201,),
     )
     claimed = answer.headers.get("Docker-Content-Digest", "").strip()
     if claimed and claimed != digest:
         raise RegistryError(
             f"{registry.where}: the registry stored the manifest as {claimed}, not {digest}",
-            registry=registry.registry, repository=registry.repository,
+            registry=registry.registry,
+            repository=registry.repository,
         )
     log.info("pushed %s:%s (%s)", registry.where, target, digest)
     return digest
@@ -146,8 +152,12 @@ def upload_blob(
         return
     report = Throttle(progress)
     started = registry.request(
-        "POST", registry.api("blobs/uploads/"), what="starting a blob upload", actions=_PUSH,
-        headers={"Content-Length": "0"}, ok=(202,),
+        "POST",
+        registry.api("blobs/uploads/"),
+        what="starting a blob upload",
+        actions=_PUSH,
+        headers={"Content-Length": "0"},
+        ok=(202,),
     )
     location = _location(registry, started.headers, started.url)
     if size > MONOLITHIC_MAX:
@@ -155,9 +165,13 @@ def upload_blob(
         while offset < size:
             n = min(CHUNK, size - offset)
             patched = registry.request(
-                "PATCH", location, what=f"uploading {digest} from byte {offset}", actions=_PUSH,
+                "PATCH",
+                location,
+                what=f"uploading {digest} from byte {offset}",
+                actions=_PUSH,
                 headers=_octets(n, {"Content-Range": f"{offset}-{offset + n - 1}"}),
-                body=_reader(source, offset, n), ok=(202,),
+                body=_reader(source, offset, n),
+                ok=(202,),
             )
             location = _location(registry, patched.headers, location)
             offset += n
@@ -168,15 +182,23 @@ def upload_blob(
         body, length = _reader(source, 0, size), size
     sep = "&" if "?" in location else "?"
     registry.request(
-        "PUT", location + sep + urlencode({"digest": digest}), what=f"completing {digest}",
-        actions=_PUSH, headers=_octets(length), body=body, ok=(201,),
+        "PUT",
+        location + sep + urlencode({"digest": digest}),
+        what=f"completing {digest}",
+        actions=_PUSH,
+        headers=_octets(length),
+        body=body,
+        ok=(201,),
     )
     report(size, size, final=True)
 
 
 def _octets(length: int, more: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-    return {"Content-Type": "application/octet-stream", "Content-Length": str(length),
-            **(more or {})}
+    return {
+        "Content-Type": "application/octet-stream",
+        "Content-Length": str(length),
+        **(more or {}),
+    }
 
 
 def _location(registry: Registry, headers: Mapping[str, str], base: str) -> str:
@@ -184,7 +206,8 @@ def _location(registry: Registry, headers: Mapping[str, str], base: str) -> str:
     if not location:
         raise RegistryError(
             f"{registry.where}: the upload answer has no Location",
-            registry=registry.registry, repository=registry.repository,
+            registry=registry.registry,
+            repository=registry.repository,
         )
     return urljoin(base, location)
 

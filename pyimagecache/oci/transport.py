@@ -244,7 +244,9 @@ class Registry:
                 if failures > policy.total:
                     raise RegistryError(
                         f"{self.where}: {method} {url}: {exc}; gave up after {failures} attempts",
-                        registry=self.registry, repository=self.repository, url=url,
+                        registry=self.registry,
+                        repository=self.repository,
+                        url=url,
                     ) from None
                 time.sleep(policy.delay(failures))
                 continue
@@ -262,7 +264,10 @@ class Registry:
         try:
             if method in ("GET", "HEAD"):
                 opened = open_url(
-                    url, headers, timeout=self._timeout, ca_bundle=self.settings.ca_bundle,
+                    url,
+                    headers,
+                    timeout=self._timeout,
+                    ca_bundle=self.settings.ca_bundle,
                     method=method,
                 )
                 final, response = opened.url, opened.response
@@ -270,8 +275,14 @@ class Registry:
                 send = {"User-Agent": USER_AGENT, **headers}
                 payload = body() if callable(body) else body
                 response = pool_for(url, self.settings.ca_bundle).urlopen(
-                    method, url, body=payload, headers=send, redirect=False, retries=False,
-                    timeout=self._timeout, preload_content=False,
+                    method,
+                    url,
+                    body=payload,
+                    headers=send,
+                    redirect=False,
+                    retries=False,
+                    timeout=self._timeout,
+                    preload_content=False,
                 )
                 final = url
         except SSLError as exc:
@@ -292,7 +303,9 @@ class Registry:
             response.close()
             raise RegistryError(
                 f"{self.where}: the answer to {method} {final} is larger than {max_bytes} bytes",
-                registry=self.registry, repository=self.repository, url=final,
+                registry=self.registry,
+                repository=self.repository,
+                url=final,
             )
         return Response(response.status, response.headers, data, final)
 
