@@ -17,7 +17,6 @@ with skopeo from OCI layouts built here.
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import hashlib
 import http.server
@@ -34,11 +33,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
-
-import pytest
-from conftest import require_tool
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -62,6 +58,13 @@ http:
   addr: {host}:{port}
   secret: test-secret
 {tls}{auth}"""
+
+
+def _require(tool: str) -> str:
+    # Imported here: the benchmark uses this module without pytest.
+    from conftest import require_tool
+
+    return require_tool(tool)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -187,8 +190,9 @@ class RegistryServer:
         tls: Optional[Cert] = None,
         ca: Optional[Path] = None,
         auth: str = "",
+        binary: Optional[str] = None,
     ) -> None:
-        self.binary = require_tool("docker-registry")
+        self.binary = binary or _require("docker-registry")
         self.work = work
         self.work.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -532,7 +536,7 @@ def containerdisk_layer(
 
 def skopeo_copy(src: str, dest: str, work: Path, *args: str) -> None:
     """``skopeo copy`` with an accept-anything policy of its own (no system state read)."""
-    skopeo = require_tool("skopeo")
+    skopeo = _require("skopeo")
     policy = work / "policy.json"
     policy.write_text('{"default": [{"type": "insecureAcceptAnything"}]}')
     env = {**os.environ, "HOME": str(work), "XDG_RUNTIME_DIR": str(work)}
@@ -546,12 +550,3 @@ def skopeo_copy(src: str, dest: str, work: Path, *args: str) -> None:
     )
     if done.returncode != 0:
         raise AssertionError(f"skopeo copy {src} {dest} failed: {done.stderr}")
-
-
-@contextlib.contextmanager
-def no_auth_files(monkeypatch: pytest.MonkeyPatch, home: Path) -> Iterator[None]:
-    """Point every auth file pyimagecache reads somewhere empty."""
-    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(home))
-    monkeypatch.setenv("HOME", str(home))
-    yield
