@@ -75,7 +75,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _openssl(*args: str, stdin: Optional[bytes] = None) -> bytes:
-    done = subprocess.run(["openssl", *args], input=stdin, capture_output=True, check=True)
+    openssl = _require("openssl")
+    done = subprocess.run([openssl, *args], input=stdin, capture_output=True, check=True)
     return done.stdout
 
 
@@ -163,7 +164,10 @@ def htpasswd_file(path: Path, users: Mapping[str, str]) -> Path:
     lines = []
     for user, password in users.items():
         done = subprocess.run(
-            ["htpasswd", "-nbB", user, password], capture_output=True, check=True, text=True
+            [_require("htpasswd"), "-nbB", user, password],
+            capture_output=True,
+            check=True,
+            text=True,
         )
         lines.append(done.stdout.strip())
     path.write_text("\n".join(lines) + "\n")
