@@ -28,23 +28,21 @@ A script, not a test::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Sequence
+from typing import Dict, List
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+from bench_fetch import MIB, Run, make_file, timed  # noqa: E402 - same timing as fetch's bench
 from nginx import serve_dir  # noqa: E402
 from registry import RegistryServer  # noqa: E402
 
-MIB = 1 << 20
 MAX_RATIO = 1.1
 RSS_BAR_MIB = 64.0
 
@@ -57,32 +55,6 @@ _PULL = (
     "from pyimagecache.settings import Settings; s = Settings(); "
     "fetch_disk(resolve(sys.argv[1], 'amd64', s), sys.argv[2], s)"
 )
-
-
-class Run(NamedTuple):
-    wall: float
-    rss_mib: float
-
-
-def timed(argv: Sequence[str]) -> Run:
-    start = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"{' '.join(argv)} exited with {code}")
-    return Run(wall, usage.ru_maxrss / 1024)
-
-
-def make_file(path: Path, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "wb") as f:
-        for _ in range(size // MIB):
-            block = os.urandom(MIB)
-            digest.update(block)
-            f.write(block)
-    return digest.hexdigest()
 
 
 def clean(*paths: Path) -> None:
@@ -159,13 +131,13 @@ def main() -> int:
             }
             for argv in commands.values():  # warm-up: page cache, servers
                 clean(dest, skopeo_dir)
-                timed(argv)
+                timed(argv, stdout=subprocess.DEVNULL)
             runs: Dict[str, List[Run]] = {name: [] for name in commands}
             for i in range(args.runs):
                 order = list(commands) if i % 2 == 0 else list(reversed(commands))
                 for name in order:
                     clean(dest, skopeo_dir)
-                    runs[name].append(timed(commands[name]))
+                    runs[name].append(timed(commands[name], stdout=subprocess.DEVNULL))
                 print(
                     f"run {i + 1}: " + ", ".join(f"{n} {runs[n][-1].wall:.2f}s" for n in commands),
                     flush=True,

@@ -41,6 +41,21 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+#: The descriptor of ``{}``, the empty config of an artifact.
+EMPTY_CONFIG = {
+    "mediaType": "application/vnd.oci.empty.v1+json",
+    "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+    "size": 2,
+}
+
+
+def artifact_manifest(*layers: Dict[str, Any], **fields: Any) -> bytes:
+    """An OCI artifact manifest over the empty config (``indent`` passed to json.dumps)."""
+    indent = fields.pop("indent", None)
+    document = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": EMPTY_CONFIG,
+                "layers": list(layers), **fields}  # fmt: skip
+    return json.dumps(document, indent=indent).encode()
+
 
 _CONFIG = """\
 version: 0.1
@@ -88,31 +103,27 @@ class Cert(NamedTuple):
     key: Path
 
 
+def self_signed(directory: Path, name: str, subject: str, *extensions: str) -> Cert:
+    """A self-signed certificate and its RSA key, ``-addext`` ``extensions`` added."""
+    out = Cert(directory / f"{name}.pem", directory / f"{name}.key")
+    added = [arg for ext in extensions for arg in ("-addext", ext)]
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject,
+        "-keyout", str(out.key), "-out", str(out.cert), *added,
+    )  # fmt: skip
+    return out
+
+
 def make_ca(directory: Path) -> Cert:
     """A CA certificate and key (strict enough for Python 3.13's X509_STRICT checks)."""
-    ca = Cert(directory / "ca.pem", directory / "ca.key")
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
+    return self_signed(
+        directory,
+        "ca",
         "/CN=test CA",
-        "-keyout",
-        str(ca.key),
-        "-out",
-        str(ca.cert),
-        "-addext",
         "basicConstraints=critical,CA:TRUE",
-        "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
-        "-addext",
         "subjectKeyIdentifier=hash",
     )
-    return ca
 
 
 def issue_cert(ca: Cert, directory: Path, name: str = "server") -> Cert:
@@ -310,6 +321,54 @@ def htpasswd_auth(path: Path) -> str:
     return f"auth:\n  htpasswd:\n    realm: test-realm\n    path: {path}\n"
 
 
+# -- small servers --------------------------------------------------------------------------
+
+
+class LocalServer(http.server.ThreadingHTTPServer):
+    """A threaded http.server on ``host``:<free port>, serving within a ``with`` block."""
+
+    daemon_threads = True
+
+    def __init__(self, handler: type, host: str = "127.0.0.1") -> None:
+        super().__init__((host, 0), handler)
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def address(self) -> str:
+        host, port = self.server_address[:2]
+        return f"{host}:{port}"
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.address}"
+
+    def __enter__(self) -> Any:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that logs nothing and answers in one call."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+        pass
+
+    def reply(
+        self, status: int, body: bytes = b"", headers: Optional[Mapping[str, str]] = None
+    ) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
 # -- a token server -------------------------------------------------------------------------
 
 
@@ -332,37 +391,17 @@ class TokenServer:
         self.users = dict(users)
         self.anonymous = tuple(anonymous)
         self.lifetime = lifetime
-        self.key = work / "token.key"
-        self.cert = work / "token.pem"
-        _openssl(
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test token issuer",
-            "-keyout",
-            str(self.key),
-            "-out",
-            str(self.cert),
-        )
+        self.cert, self.key = self_signed(work, "token", "/CN=test token issuer")
         der = _openssl("x509", "-in", str(self.cert), "-outform", "DER")
         self._x5c = base64.b64encode(der).decode("ascii")
         self.log: List[Tuple[str, Optional[str], int]] = []
         self.issued: List[str] = []
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
-        self._server.daemon_threads = True
+        self._server = LocalServer(_TokenHandler)
         self._server.tokens = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
 
     @property
     def realm(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        return f"{self._server.base}/token"
 
     def sign(self, claims: Dict[str, Any]) -> str:
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
@@ -403,18 +442,14 @@ class TokenServer:
         return token
 
     def __enter__(self) -> TokenServer:
-        self._thread.start()
+        self._server.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.__exit__(*exc)
 
 
-class _TokenHandler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
-        pass
-
+class _TokenHandler(QuietHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         tokens: TokenServer = self.server.tokens  # type: ignore[attr-defined]
         query = parse_qs(urlsplit(self.path).query)
@@ -434,11 +469,7 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, status: int, document: Dict[str, Any]) -> None:
         body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(status, body, {"Content-Type": "application/json"})
 
 
 # -- OCI layouts and skopeo -----------------------------------------------------------------

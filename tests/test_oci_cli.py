@@ -7,46 +7,27 @@ import gzip
 import hashlib
 import logging
 import re
-from pathlib import Path
-from typing import Iterator, Tuple
+from typing import Iterator
 
 import pytest
+import test_cli_cache
 from registry import RegistryServer
-from test_ensure import Env, ImageServer, disk_image
+from test_cli_cache import run
+from test_ensure import Env, disk_image
 
-from pyimagecache.cli import main
 from pyimagecache.oci import blob_source_for, fetch_disk, resolve
 from pyimagecache.settings import Settings
 
 pytestmark = pytest.mark.slow
 FAST = Settings(retry=0, timeout=10)
+#: The fixture of the cache commands' tests: a served catalog and a cache directory.
+env = test_cli_cache.env
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     with RegistryServer(tmp_path_factory.mktemp("cli-registry")) as reg:
         yield reg
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    www = tmp_path / "www"
-    www.mkdir()
-    server = ImageServer(www)
-    e = Env(tmp_path, server)
-    monkeypatch.setenv("PYIMAGECACHE_CATALOG", str(e.catalog_path))
-    monkeypatch.setenv("PYIMAGECACHE_CACHE_DIR", str(e.cache))
-    yield e
-    server.close()
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_push_an_alias_and_find_it_by_its_pin(

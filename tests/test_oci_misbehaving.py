@@ -4,12 +4,11 @@ digest, that are too large or of an unknown kind, transient failures that are re
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import threading
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
+from registry import LocalServer, QuietHandler, artifact_manifest
 
 from pyimagecache.errors import RegistryError
 from pyimagecache.oci import resolve
@@ -19,65 +18,33 @@ from pyimagecache.settings import Retry, Settings
 Route = Tuple[int, Dict[str, str], bytes]
 
 
-class _Fake(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Fake(LocalServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.routes: Dict[str, List[Route]] = {}  # path -> answers, the last one repeats
+        super().__init__(_Handler)
+        self.routes: Dict[str, List[Route]] = {"/v2/": [(200, {}, b"{}")]}  # the last repeats
         self.seen: List[str] = []
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.server_address[1]}"
 
-
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Fake
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
-        pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self.server.seen.append(self.path)
         answers = self.server.routes.get(self.path, [(404, {}, b"")])
         status, headers, body = answers.pop(0) if len(answers) > 1 else answers[0]
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(status, body, headers)
 
 
 @pytest.fixture
 def fake() -> Iterator[_Fake]:
-    server = _Fake()
-    server.routes["/v2/"] = [(200, {}, b"{}")]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with _Fake() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 FAST = Settings(retry=Retry(total=2, backoff_base=0.01, backoff_max=0.02), timeout=5)
-MANIFEST = json.dumps(
-    {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.empty.v1+json",
-            "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-            "size": 2,
-        },
-        "layers": [
-            {"mediaType": "application/octet-stream", "digest": "sha256:" + "1" * 64, "size": 5}
-        ],
-    }
-).encode()
+MANIFEST = artifact_manifest(
+    {"mediaType": "application/octet-stream", "digest": "sha256:" + "1" * 64, "size": 5}
+)
 DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
 OCI = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
 

@@ -4,72 +4,43 @@ rules (no https -> http, loops, the cap) still hold."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
 import pytest
+from registry import LocalServer, QuietHandler
 
 from pyimagecache.download import read_url
 from pyimagecache.download.client import _origin
 from pyimagecache.settings import Settings
 
 
-class _Recorder(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class _Recorder(LocalServer):
+    """Answers ``/redirect*`` with a 307 to ``redirect_to``, anything else with a small body;
+    records (path, Authorization) of every request."""
 
-    def __init__(self, host: str, redirect_to: Optional[str] = None) -> None:
-        super().__init__((host, 0), _Handler)
-        self.redirect_to = redirect_to
-        self.seen: List[Tuple[str, Optional[str]]] = []  # (path, Authorization)
-
-    @property
-    def base(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+    def __init__(self, host: str, handler: Optional[type] = None) -> None:
+        super().__init__(handler or _Handler, host)
+        self.redirect_to: Optional[str] = None
+        self.seen: List[Tuple[str, Optional[str]]] = []
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Recorder
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
-        pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self.server.seen.append((self.path, self.headers.get("Authorization")))
         if self.path.startswith("/redirect") and self.server.redirect_to is not None:
-            self.send_response(307)
-            self.send_header("Location", self.server.redirect_to)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        body = b"blob bytes"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-def _serve(server: _Recorder) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    return thread
+            self.reply(307, headers={"Location": self.server.redirect_to})
+        else:
+            self.reply(200, b"blob bytes")
 
 
 @pytest.fixture
 def servers() -> Iterator[Tuple[_Recorder, _Recorder]]:
-    storage = _Recorder("127.0.0.2")  # "blob storage": another host
-    registry = _Recorder("127.0.0.1")
-    started = [storage, registry]
-    for server in started:
-        _serve(server)
-    try:
+    # "blob storage" on another host
+    with _Recorder("127.0.0.1") as registry, _Recorder("127.0.0.2") as storage:
         yield registry, storage
-    finally:
-        for server in started:
-            server.shutdown()
-            server.server_close()
 
 
 SECRET = "Bearer s3cr3t-token"
@@ -91,15 +62,10 @@ def test_authorization_dropped_on_redirect_to_another_port(
     servers: Tuple[_Recorder, _Recorder],
 ) -> None:
     registry, _ = servers
-    other = _Recorder("127.0.0.1")
-    _serve(other)
-    try:
+    with _Recorder("127.0.0.1") as other:
         registry.redirect_to = f"{other.base}/data"
         read_url(f"{registry.base}/redirect", headers={"Authorization": SECRET}, settings=FAST)
         assert other.seen == [("/data", None)]
-    finally:
-        other.shutdown()
-        other.server_close()
 
 
 def test_authorization_kept_on_same_origin_redirect(
@@ -140,28 +106,19 @@ def test_no_secret_reaches_storage_even_via_fetch(
 # -- a real registry behind a proxy that sends blob GETs to "storage" on another host --------
 
 
-class _StorageProxy(http.server.ThreadingHTTPServer):
+class _StorageProxy(LocalServer):
     """Forwards every request to ``upstream`` except blob GETs, which get a 307 to
     ``storage`` (another host serving the registry's blob files), as a registry with S3
     storage and redirects does."""
 
-    daemon_threads = True
-
     def __init__(self, upstream: str, storage: str) -> None:
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        super().__init__(_ProxyHandler)
         self.upstream = upstream
         self.storage = storage
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.server_address[1]}"
 
-
-class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+class _ProxyHandler(QuietHandler):
     server: _StorageProxy
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
-        pass
 
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
         self._forward()
@@ -169,12 +126,9 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if "/blobs/sha256:" in self.path:
             digest = self.path.rpartition("/")[2]
-            self.send_response(307)
-            self.send_header("Location", f"{self.server.storage}/data/{digest}")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self._forward()
+            self.reply(307, headers={"Location": f"{self.server.storage}/data/{digest}"})
+        else:
+            self._forward()
 
     def _forward(self) -> None:
         import http.client
@@ -184,36 +138,22 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         conn.request(self.command, self.path, headers=headers)
         answer = conn.getresponse()
         body = answer.read()
-        self.send_response(answer.status)
-        for key, value in answer.getheaders():
-            if key.lower() not in ("connection", "transfer-encoding", "keep-alive"):
-                self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        hop = ("connection", "transfer-encoding", "keep-alive", "content-length")
+        self.reply(
+            answer.status, body, {k: v for k, v in answer.getheaders() if k.lower() not in hop}
+        )
         conn.close()
 
 
-class _BlobStorage(_Recorder):
-    """Serves /data/<digest> from a registry's storage directory, recording Authorization."""
+class _StorageHandler(QuietHandler):
+    """Serves /data/<digest> from the registry's storage directory (``server.registry``)."""
 
-    def __init__(self, host: str, registry: object) -> None:
-        super().__init__(host)
-        self.RequestHandlerClass = _StorageHandler
-        self.registry = registry
-
-
-class _StorageHandler(_Handler):
-    server: _BlobStorage
+    server: _Recorder
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self.server.seen.append((self.path, self.headers.get("Authorization")))
-        data = self.server.registry.blob_path(self.path.rpartition("/")[2]).read_bytes()  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("ETag", '"storage-etag"')
-        self.end_headers()
-        self.wfile.write(data)
+        registry = self.server.registry  # type: ignore[attr-defined]
+        self.reply(200, registry.blob_path(self.path.rpartition("/")[2]).read_bytes())
 
 
 @pytest.mark.slow
@@ -236,20 +176,15 @@ def test_a_registrys_redirect_to_storage_elsewhere_gets_no_authorization(
             src.write_bytes(os.urandom(200_000))
             monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
             push_file(src, reg.ref("private/disk"), tag="v1", settings=FAST)
-            storage = _BlobStorage("127.0.0.2", reg)
+            storage = _Recorder("127.0.0.2", _StorageHandler)
+            storage.registry = reg  # type: ignore[attr-defined]
             proxy = _StorageProxy(reg.address, storage.base)
             # The proxy forwards Authorization to the registry, whose tokens are for
             # the registry's own service name whatever the host: credentials for the proxy.
             write_auth_file(auth, proxy.address, "bob", "pw-of-bob")
-            for server in (storage, proxy):
-                _serve(server)
-            try:
+            with storage, proxy:
                 resolved = resolve(f"oci://{proxy.address}/private/disk:v1", "amd64", FAST)
                 fetch_disk(resolved, tmp_path / "out", FAST)
-            finally:
-                for server in (storage, proxy):
-                    server.shutdown()
-                    server.server_close()
     assert (tmp_path / "out").read_bytes() == src.read_bytes()
     assert storage.seen == [(f"/data/{resolved.blob.digest}", None)]
     assert tokens.issued  # the registry (private: every request needs one) got bearer tokens

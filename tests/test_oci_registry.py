@@ -5,7 +5,6 @@ kill, moved tags, missing platforms, corrupt blobs, and a registry used as a mir
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from registry import (
     LAYER_TAR,
     OciLayout,
     RegistryServer,
+    artifact_manifest,
     containerdisk_layer,
     skopeo_copy,
 )
@@ -53,6 +53,12 @@ def _raw_disk(size: int, seed: int) -> bytes:
     for i in range(0, size, size // 8):
         data[i : i + 4096] = hashlib.sha256(f"{seed}-{i}".encode()).digest() * 128
     return bytes(data)
+
+
+def _random_file(directory: Path, size: int, name: str = "d.img") -> Path:
+    path = directory / name
+    path.write_bytes(os.urandom(size))
+    return path
 
 
 def _qcow2(work: Path, raw: bytes) -> bytes:
@@ -194,9 +200,7 @@ def test_a_moved_tag_resolves_to_another_manifest_digest(
     fixtures: Fixtures, tmp_path: Path
 ) -> None:
     ref = fixtures.registry.ref("moving/disk:stable")
-    first, second = tmp_path / "one.img", tmp_path / "two.img"
-    first.write_bytes(os.urandom(4096))
-    second.write_bytes(os.urandom(4096))
+    first, second = _random_file(tmp_path, 4096, "one"), _random_file(tmp_path, 4096, "two")
     pushed = push_file(first, ref, settings=FAST)
     before = resolve(ref, "amd64", FAST)
     assert before.manifest_digest == pushed
@@ -244,8 +248,7 @@ def test_pushing_again_skips_the_blob_and_gives_the_same_digest(
     fixtures: Fixtures, tmp_path: Path
 ) -> None:
     reg = fixtures.registry
-    src = tmp_path / "d.img"
-    src.write_bytes(os.urandom(50_000))
+    src = _random_file(tmp_path, 50_000)
     first = push_file(src, reg.ref("again"), tag="t", settings=FAST)
     uploads = len([e for e in reg.access_log() if e[0] == "PUT" and "/blobs/uploads/" in e[1]])
     assert push_file(src, reg.ref("again"), tag="t", settings=FAST) == first
@@ -259,8 +262,7 @@ def test_chunked_upload(
     reg = fixtures.registry
     monkeypatch.setattr(push_module, "MONOLITHIC_MAX", 100_000)
     monkeypatch.setattr(push_module, "CHUNK", 64 << 10)
-    src = tmp_path / "big.img"
-    src.write_bytes(os.urandom(300_000))
+    src = _random_file(tmp_path, 300_000)
     seen = []
     push_file(
         src,
@@ -281,9 +283,7 @@ def test_a_corrupt_blob_in_the_registry_never_reaches_dest(
     fixtures: Fixtures, tmp_path: Path
 ) -> None:
     reg = fixtures.registry
-    src = tmp_path / "d.img"
-    src.write_bytes(os.urandom(10_000))
-    push_file(src, reg.ref("corrupt"), tag="t", settings=FAST)
+    push_file(_random_file(tmp_path, 10_000), reg.ref("corrupt"), tag="t", settings=FAST)
     resolved = resolve(reg.ref("corrupt:t"), "amd64", FAST)
     stored = reg.blob_path(resolved.blob.digest)
     data = bytearray(stored.read_bytes())
@@ -314,8 +314,7 @@ def test_a_pull_killed_mid_blob_resumes_with_a_range_request(
     fixtures: Fixtures, tmp_path: Path
 ) -> None:
     reg = fixtures.registry
-    src = tmp_path / "big.img"
-    src.write_bytes(os.urandom(48 << 20))
+    src = _random_file(tmp_path, 48 << 20)
     push_file(src, reg.ref("resume"), tag="t", settings=FAST)
     ref = reg.ref("resume:t")
     dest = tmp_path / "out.img"
@@ -339,31 +338,15 @@ def test_manifest_digest_and_layer_of_an_image_with_annotations(
 ) -> None:
     """A hand-made manifest PUT raw: what resolve reads is exactly what was stored."""
     reg = fixtures.registry
-    src = tmp_path / "d.img"
-    src.write_bytes(b"\x01" * 4096)
-    push_file(src, reg.ref("raw-manifest"), tag="base", settings=FAST)
+    push_file(_random_file(tmp_path, 4096), reg.ref("raw-manifest"), tag="base", settings=FAST)
     resolved = resolve(reg.ref("raw-manifest:base"), "amd64", FAST)
-    body = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.empty.v1+json",
-                "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-                "size": 2,
-            },
-            "layers": [
-                {
-                    "mediaType": "application/x-qemu-disk",
-                    "digest": resolved.blob.digest,
-                    "size": 4096,
-                    "annotations": {"org.opencontainers.image.title": "x.raw"},
-                }
-            ],
-            "annotations": {"note": "hand made"},
-        },
-        indent=3,
-    ).encode()
+    layer = {
+        "mediaType": "application/x-qemu-disk",
+        "digest": resolved.blob.digest,
+        "size": 4096,
+        "annotations": {"org.opencontainers.image.title": "x.raw"},
+    }
+    body = artifact_manifest(layer, annotations={"note": "hand made"}, indent=3)
     from pyimagecache.oci.push import put_manifest
     from pyimagecache.oci.reference import parse_reference
     from pyimagecache.oci.transport import Registry
