@@ -85,10 +85,6 @@ class Authenticator:
             self._looked_up = True
         return self._credentials
 
-    @property
-    def user(self) -> Optional[str]:
-        return self.credentials.username if self.credentials else None
-
     def plan(self, www_authenticate: str, scope: str) -> Optional[TokenRequest]:
         """After a 401: set :attr:`header` for a Basic challenge and return None, or say
         which token to fetch for a Bearer one (then :meth:`adopt` its response)."""

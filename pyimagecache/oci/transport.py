@@ -291,16 +291,19 @@ class Registry:
             raise
         except (HTTPError, OSError) as exc:
             raise _Unreachable(f"{type(exc).__name__}: {exc}") from None
+        data = b""
         try:
-            data = b"" if method == "HEAD" else response.read(max_bytes + 1)
+            if method != "HEAD":
+                data = response.read(max_bytes + 1)
         except (HTTPError, OSError) as exc:
-            response.close()
-            raise _Unreachable(f"connection lost reading the answer: {exc}") from None
-        finally:
+            response.close()  # a half-read connection must not go back into the pool
             response.release_conn()
+            raise _Unreachable(f"connection lost reading the answer: {exc}") from None
+        if len(data) > max_bytes:
+            response.close()  # the rest is unread: neither may this one
+        response.release_conn()
         log.debug("%s %s -> %s", method, final, response.status)
         if len(data) > max_bytes:
-            response.close()
             raise RegistryError(
                 f"{self.where}: the answer to {method} {final} is larger than {max_bytes} bytes",
                 registry=self.registry,
