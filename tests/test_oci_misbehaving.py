@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
@@ -122,3 +123,30 @@ def test_something_that_is_not_a_registry(fake: _Fake) -> None:
     fake.routes["/v2/"] = [(404, {}, b"")]
     with pytest.raises(RegistryError, match="not a registry API"):
         resolve(f"oci://{fake.address}/r:t", "amd64", FAST)
+
+
+def test_a_token_refused_mid_download_is_renewed_and_the_download_completes(
+    fake: _Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry import write_auth_file
+
+    from pyimagecache.oci import fetch_disk
+    from pyimagecache.oci.layout import AS_IS, BLOB
+    from pyimagecache.oci.manifest import Descriptor
+    from pyimagecache.oci.reference import Reference
+    from pyimagecache.oci.resolver import Resolved
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    auth = write_auth_file(tmp_path / "auth.json", fake.address, "u", "p")
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
+    data = b"disk bytes" * 1000
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    basic = {"WWW-Authenticate": 'Basic realm="fake"'}
+    fake.routes["/v2/"] = [(401, basic, b""), (200, {}, b"{}")]
+    fake.routes[f"/v2/r/blobs/{digest}"] = [(401, basic, b""), (200, {}, data)]
+    blob = Descriptor("application/octet-stream", digest, len(data), {})
+    resolved = Resolved(Reference(fake.address, "r"), None, blob, BLOB, AS_IS)
+    fetch_disk(resolved, tmp_path / "out", FAST)
+    assert (tmp_path / "out").read_bytes() == data
+    assert fake.seen.count(f"/v2/r/blobs/{digest}") == 2
