@@ -185,6 +185,15 @@ def test_no_manifest_for_our_arch_names_the_platforms(fixtures: Fixtures) -> Non
     assert info.value.platforms == ("linux/amd64", "linux/arm64/v8")
 
 
+def test_a_single_arch_image_for_another_arch(fixtures: Fixtures) -> None:
+    ref = fixtures.registry.ref("containerdisks/qcow2:1")
+    assert resolve(ref, "amd64", FAST).platform == ("amd64", "linux", "")
+    with pytest.raises(
+        NoMatchingPlatformError, match="is an image for linux/amd64, not linux/arm64"
+    ):
+        resolve(ref, "arm64", FAST)
+
+
 def test_resolving_by_digest_and_a_missing_tag(fixtures: Fixtures) -> None:
     by_tag = resolve(fixtures.registry.ref("containerdisks/qcow2:1"), "amd64", FAST)
     by_digest = resolve(

@@ -22,7 +22,7 @@ from typing import List, NamedTuple, Optional
 
 from ..errors import ContainerError, RegistryError
 from ..unpack import MemberRule
-from .manifest import Descriptor, Manifest
+from .manifest import IMAGE_CONFIGS, Descriptor, Manifest
 
 CONTAINERDISK = "containerdisk"
 ARTIFACT = "artifact"
@@ -32,10 +32,6 @@ BLOB = "blob"
 AS_IS = ""
 TAR = "tar"
 
-IMAGE_CONFIGS = (
-    "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.container.image.v1+json",
-)
 _TAR_PREFIXES = (
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.nondistributable.v1.tar",

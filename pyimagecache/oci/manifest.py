@@ -22,6 +22,10 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
+IMAGE_CONFIGS = (
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+)
 INDEXES = (OCI_INDEX, DOCKER_LIST)
 #: The Accept header of a manifest GET: what this module reads.
 ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
@@ -202,6 +206,26 @@ def for_platform(
         entry = choose(manifest.descriptors("manifests"), arch, label, registry)
         manifest = fetch_manifest(registry, entry.digest, entry.digest, entry.size)
     raise registry_error(registry, f"{label}: indexes nested more than {MAX_DEPTH} deep")
+
+
+def config_platform(registry: Registry, manifest: Manifest) -> Optional[Platform]:
+    """The platform an image's config declares (None for an artifact's config, which says
+    none), read from the config blob and verified against its digest."""
+    config = manifest.config
+    if config.media_type not in IMAGE_CONFIGS:
+        return None
+    response = registry.request(
+        "GET", registry.blob_url(config.digest), what=f"image config {config.digest}",
+        max_bytes=MAX_MANIFEST,
+    )  # fmt: skip
+    if digest_of(response.data, config.digest.partition(":")[0]) != config.digest:
+        raise registry_error(registry, f"image config {config.digest} does not match its digest")
+    try:
+        document = json.loads(response.data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise registry_error(registry, f"image config {config.digest} is not JSON") from None
+    platform = Platform.of(document)
+    return platform if platform is not None and platform.architecture else None
 
 
 def choose(entries: List[Descriptor], arch: str, label: str, registry: Registry) -> Descriptor:

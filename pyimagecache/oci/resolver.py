@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Union
 
+from ..errors import NoMatchingPlatformError
 from ..settings import Settings
 from .layout import disk_of
-from .manifest import Descriptor, fetch_manifest, for_platform
-from .platforms import Platform, arch_key
+from .manifest import Descriptor, config_platform, fetch_manifest, for_platform
+from .platforms import Platform, arch_key, matches
 from .reference import Reference, parse_reference
 from .transport import Registry
 
@@ -29,7 +30,8 @@ class Resolved:
     ``""`` (the blob is the disk) or ``"tar"`` (the disk is the one file under ``disk/`` of
     the blob). ``title`` is the disk's file name when the registry says one
     (``org.opencontainers.image.title``); ``annotations`` are the manifest's;
-    ``platform`` the index entry's.
+    ``platform`` the index entry's, or what an image's config declares (an
+    image for another arch is a NoMatchingPlatformError, as an index without ours is).
     """
 
     reference: Reference
@@ -82,6 +84,14 @@ def resolve_with(registry: Registry, ref: Reference, arch: str) -> Resolved:
     top = fetch_manifest(registry, ref.target, ref.digest)
     manifest, entry = for_platform(registry, top, arch, label)
     layout = disk_of(manifest, label)
+    platform = entry.platform if entry is not None else config_platform(registry, manifest)
+    if entry is None and platform is not None and not matches(platform, arch):
+        raise NoMatchingPlatformError(
+            f"{label} is an image for {platform}, not linux/{arch}",
+            platforms=(str(platform),),
+            registry=registry.registry,
+            repository=registry.repository,
+        )
     return Resolved(
         reference=ref,
         manifest_digest=manifest.digest,
@@ -90,7 +100,7 @@ def resolve_with(registry: Registry, ref: Reference, arch: str) -> Resolved:
         extract=layout.extract,
         title=layout.title,
         annotations=manifest.annotations,
-        platform=entry.platform if entry is not None else None,
+        platform=platform,
         index_digest=top.digest if top.is_index else None,
         artifact_type=manifest.artifact_type,
     )
