@@ -9,13 +9,18 @@ pinned digests, so that ``PYIMAGECACHE_MIRRORS=oci://REGISTRY/REPO`` finds it by
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ._options import add_network_options, settings_from
 
-log = logging.getLogger("pyimagecache")
+
+def _log(message: str, *args: object) -> None:
+    # Imported when there is something to say: registering this command must not import
+    # logging for every other command (convert and copy never log).
+    import logging
+
+    logging.getLogger("pyimagecache").info(message, *args)
 
 
 def repository(text: str) -> Any:
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         for key in arches:
             if args.all and key not in entries[name].arch:
-                log.info("%s has no image for %s; skipped", name, key)
+                _log("%s has no image for %s; skipped", name, key)
                 continue
             print(push_alias(name, key, args.target, args.cache_dir, settings, args.quiet))
     return 0
@@ -153,6 +158,6 @@ def _verified_source(alias: str, arch: str, cache_dir: Optional[str], settings: 
         return source
     if read_sidecar(raw).get("source_format") == "raw":
         return raw  # the verified download was published as the disk itself
-    log.info("%s: the cache holds only the raw disk; fetching %s again", alias, image.url)
+    _log("%s: the cache holds only the raw disk; fetching %s again", alias, image.url)
     fetch_verified(image.url, source, image.expected, settings)
     return source
