@@ -251,3 +251,52 @@ class DiskCopyError(ImageCacheError):
 
 class RefreshError(ImageCacheError):
     """The catalog refresher could not resolve one or more aliases."""
+
+
+# -- OCI registries -----------------------------------------------------------------------------
+
+
+class InvalidReferenceError(ImageCacheError, ValueError):
+    """An ``oci://`` or ``docker://`` image reference is malformed; the message says which part.
+    Also a ValueError: it is a usage error, not a failure of the network."""
+
+
+class RegistryError(DownloadError):
+    """A container registry refused a request or answered with something unusable (a manifest
+    that is too large, does not match its digest, or holds no disk). ``registry`` and
+    ``repository`` say where; ``status`` (from DownloadError) is the HTTP status, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: Optional[str] = None,
+        repository: Optional[str] = None,
+        url: Optional[str] = None,
+        status: Optional[int] = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status)
+        self.registry = registry
+        self.repository = repository
+
+
+class RegistryAuthError(RegistryError):
+    """The registry would not authenticate us: no credentials for a private repository, wrong
+    ones (the message names the registry and the user, never a password or token), or
+    credentials kept by a helper program, which pyimagecache does not run."""
+
+
+class NoMatchingPlatformError(RegistryError, UnsupportedArchError):
+    """An image index has no manifest for the requested architecture; ``platforms`` lists the
+    ones it has (``os/architecture[/variant]``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        platforms: tuple[str, ...] = (),
+        registry: Optional[str] = None,
+        repository: Optional[str] = None,
+    ) -> None:
+        super().__init__(message, registry=registry, repository=repository)
+        self.platforms = tuple(platforms)

@@ -15,7 +15,7 @@ import lzma
 import os
 import tarfile
 from pathlib import Path
-from typing import IO, Callable, List, Optional, Union, cast
+from typing import IO, Callable, List, NamedTuple, Optional, Union, cast
 
 from . import formats
 from ._codecs import open_zstd_stream
@@ -37,6 +37,27 @@ MAX_OUTPUT = 1 << 42
 
 #: Payload formats unpack() can hand back: the caller publishes raw and converts the others.
 PAYLOADS = (formats.RAW, *formats.DISK_FORMATS)
+
+
+class MemberRule(NamedTuple):
+    """Which member of a tar archive is the disk: ``accept(member)`` says yes or no, or raises
+    ContainerError to refuse the whole archive (say, a link where the disk should be);
+    ``wanted`` describes the disk for the error when no member is accepted. With a rule, the
+    source must be a tar archive (plain or compressed)."""
+
+    accept: Callable[[tarfile.TarInfo], bool]
+    wanted: str
+
+
+def _looks_like_disk(member: tarfile.TarInfo) -> bool:
+    base = _member_base(member).lower()
+    return member.isreg() and (base == "disk" or any(base.endswith(e) for e in DISK_EXTENSIONS))
+
+
+#: The default: the disk an OVF descriptor names, else the one regular file named like a disk.
+DISK_MEMBER = MemberRule(
+    _looks_like_disk, f"a regular file named disk or *{', *'.join(DISK_EXTENSIONS)}"
+)
 
 
 class _ReadFailure(Exception):
@@ -110,7 +131,11 @@ def _open_decoder(fmt: str, raw: IO[bytes]) -> IO[bytes]:
 
 
 def unpack(
-    src: Union[Path, SourceFile], dst: Path, *, progress: Optional[ProgressCallback] = None
+    src: Union[Path, SourceFile],
+    dst: Path,
+    *,
+    progress: Optional[ProgressCallback] = None,
+    rule: Optional[MemberRule] = None,
 ) -> str:
     """Write the disk inside ``src`` (xz, gzip, zstd, bzip2, tar, or a compressed tar) to
     ``dst`` as a new sparse file, and return the payload's format (``"raw"``, or a disk format
@@ -118,7 +143,8 @@ def unpack(
 
     ``src`` may be a :class:`~pyimagecache.sourcefile.GrowingFile`: the stream is unpacked as
     the download delivers it. ``dst`` is a scratch path: the caller publishes it (or converts
-    it) and removes it on error.
+    it) and removes it on error. ``rule`` picks the tar member (default :data:`DISK_MEMBER`);
+    given one, ``src`` must be a tar archive, plain or compressed.
 
     >>> unpack(Path("disk.tar.xz"), Path(".disk.raw.tmp-1"))  # doctest: +SKIP
     'raw'
@@ -129,6 +155,7 @@ def unpack(
         name = source.path.name
         if fmt not in formats.CONTAINERS:
             raise ContainerError(f"{name}: {fmt} is not a compressed file or tar archive")
+        tar_only = rule is not None
         total = source.size
         throttle = Throttle(progress)
         with open(dst, "w+b") as out:
@@ -136,9 +163,11 @@ def unpack(
             file_reader = _Reader(stream, lambda done: throttle(done, total))
             try:
                 if fmt == formats.TAR:
-                    payload = _from_tar(file_reader, out.fileno(), name)
+                    payload = _from_tar(file_reader, out.fileno(), name, rule or DISK_MEMBER)
                 else:
-                    payload = _from_compressed(fmt, file_reader, out.fileno(), name)
+                    payload = _from_compressed(
+                        fmt, file_reader, out.fileno(), name, rule or DISK_MEMBER, tar_only
+                    )
             except _ReadFailure as exc:
                 where = f"after {file_reader.count} bytes of input"
                 raise ContainerError(
@@ -157,18 +186,22 @@ def unpack(
     return payload
 
 
-def _from_compressed(fmt: str, file_reader: _Reader, fd: int, name: str) -> str:
+def _from_compressed(
+    fmt: str, file_reader: _Reader, fd: int, name: str, rule: MemberRule, tar_only: bool
+) -> str:
     with _open_decoder(fmt, file_reader) as decoded:  # type: ignore[arg-type]
         stream = _Reader(decoded)
         head = _read_exact(stream, formats.SNIFF_SIZE)
         inner = formats.detect(head)
         if inner == formats.TAR:
-            payload = _from_tar(_Prefixed(head, stream), fd, name)
+            payload = _from_tar(_Prefixed(head, stream), fd, name, rule)
             # Read the rest so that a truncated or corrupt stream (and xz's CRC) is noticed
             # even though the tar end marker came first.
             if _copy_to_nowhere(stream, MAX_OUTPUT) >= MAX_OUTPUT:
                 raise ContainerError(f"{name}: endless data after the tar archive")
             return payload
+        if tar_only:
+            raise ContainerError(f"{name}: the {fmt} data holds {inner}, not a tar archive")
         _check_payload(inner, name, f"inside {fmt}", head)
         size = _copy(_Prefixed(head, stream), fd, 0, MAX_OUTPUT)
         if stream.read(1):
@@ -223,19 +256,15 @@ def _copy(stream: object, fd: int, start: int, end: int) -> int:
     return offset
 
 
-def _looks_like_disk(member: tarfile.TarInfo) -> bool:
-    base = _member_base(member).lower()
-    return base == "disk" or any(base.endswith(ext) for ext in DISK_EXTENSIONS)
-
-
 def _member_base(member: tarfile.TarInfo) -> str:
     return member.name.rstrip("/").rpartition("/")[2]
 
 
-def _from_tar(stream: object, fd: int, name: str) -> str:
-    """Unpack the one disk of a tar: the disk an OVF descriptor names first (an OVA, a
-    VirtualBox Vagrant box), else the only member that looks like a disk image (a libvirt
-    Vagrant box's box.img, a plain tar). Members are only ever streamed into ``fd``."""
+def _from_tar(stream: object, fd: int, name: str, rule: MemberRule) -> str:
+    """Unpack the one disk of a tar: with the default rule, the disk an OVF descriptor names
+    first (an OVA, a VirtualBox Vagrant box), else the only member that looks like a disk
+    image (a libvirt Vagrant box's box.img, a plain tar); with another rule, the one member it
+    accepts. Members are only ever streamed into ``fd``."""
     chosen: Optional[tarfile.TarInfo] = None
     wanted: Optional[str] = None  # the file the OVF descriptor names, once it was read
     payload = formats.RAW
@@ -245,15 +274,14 @@ def _from_tar(stream: object, fd: int, name: str) -> str:
         with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 seen.append(member.name)
-                if not member.isreg():
-                    continue
-                if _member_base(member).lower().endswith(".ovf") and chosen is None:
+                ovf = member.isreg() and _member_base(member).lower().endswith(".ovf")
+                if rule is DISK_MEMBER and ovf and chosen is None:
                     wanted = _ovf_choice(tar, member, name)
                     continue
                 if wanted is not None:
-                    if _member_base(member) != wanted:
+                    if not member.isreg() or _member_base(member) != wanted:
                         continue  # another file of the package (a manifest, a second disk)
-                elif not _looks_like_disk(member):
+                elif not rule.accept(member):
                     continue
                 if chosen is not None:
                     raise ContainerError(
@@ -272,8 +300,7 @@ def _from_tar(stream: object, fd: int, name: str) -> str:
                 f"not hold (or holds before the descriptor); members: {listed}"
             )
         raise ContainerError(
-            f"{name}: tar archive holds no disk image (a regular file named disk or "
-            f"*{', *'.join(DISK_EXTENSIONS)}); members: {listed or 'none'}"
+            f"{name}: tar archive holds no disk image ({rule.wanted}); members: {listed or 'none'}"
         )
     return payload
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "fetch_cmd",  # fetch
     "cache_cmds",  # list, ensure, copy, cache list/prune
     "catalog_cmds",  # catalog refresh/check
+    "oci_cmds",  # push
 ]
 
 Handler = Callable[[argparse.Namespace], int]

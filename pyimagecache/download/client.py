@@ -126,12 +126,14 @@ def open_url(
     *,
     timeout: urllib3.Timeout,
     ca_bundle: Optional[str],
+    method: str = "GET",
 ) -> Opened:
-    """GET ``url`` with ``headers``, following up to MAX_REDIRECTS redirects.
+    """GET (or HEAD) ``url`` with ``headers``, following up to MAX_REDIRECTS redirects.
 
     The body is not read; the caller owns the response and must release it. urllib3 exceptions
     (connection, timeout, protocol) propagate for the caller's retry logic; redirect problems
-    raise DownloadError.
+    raise DownloadError. An ``Authorization`` header is sent only to the origin (scheme, host,
+    port) it was given for: a registry's redirect to blob storage elsewhere does not get it.
     """
     send = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
     seen = {url}
@@ -139,7 +141,7 @@ def open_url(
     for _ in range(MAX_REDIRECTS + 1):
         check_http_url(current)
         response = pool_for(current, ca_bundle).urlopen(
-            "GET",
+            method,
             current,
             headers=send,
             redirect=False,
@@ -161,6 +163,18 @@ def open_url(
             )
         if target in seen:
             raise DownloadError(f"redirect loop: {current} -> {target}", url=url)
+        if _origin(target) != _origin(current):
+            send = {k: v for k, v in send.items() if k.lower() != "authorization"}
         seen.add(target)
         current = target
     raise DownloadError(f"more than {MAX_REDIRECTS} redirects from {url}", url=url)
+
+
+def _origin(url: str) -> Tuple[str, str, Optional[int]]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # not a number: check_http_url or urllib3 rejects the URL itself
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from .. import cachefiles
 from .._atomic import fsync_dir
@@ -93,11 +93,13 @@ def fetch_verified(
     progress: Optional[ProgressCallback] = None,
     watch: Optional[Watch] = None,
     record: Sequence[str] = (),
+    headers: Optional[Mapping[str, str]] = None,
 ) -> Dict[str, str]:
     """:func:`fetch` with validated digests and settings; returns the digests of the file for
     the pinned algorithms and those in ``record``, computed in the same pass. ``watch``
     (ensure's overlap) is called once the partial file's final length is known, and told as
-    it grows."""
+    it grows. ``headers`` go with every request (a registry's Authorization: dropped on a
+    redirect to another origin)."""
     url_text = os.fspath(url)
     dest = Path(dest)
     _check_dest(dest)
@@ -120,7 +122,7 @@ def fetch_verified(
                 return done
         try:
             return _download(
-                url_text, dest, part, meta, expected, wanted, settings, progress, watch
+                url_text, dest, part, meta, expected, wanted, settings, progress, watch, headers
             )
         except BaseException:
             _drop_if_empty(part, meta)
@@ -139,6 +141,7 @@ def _download(
     settings: Settings,
     progress: Optional[ProgressCallback],
     watch: Optional[Watch],
+    headers: Optional[Mapping[str, str]] = None,
 ) -> Dict[str, str]:
     try:
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
@@ -169,6 +172,7 @@ def _download(
             on_validators=adopted,
             resume_hint=f"the next call resumes from {part}",
             path=str(part),
+            headers=headers,
         )
         try:
             os.fsync(fd)
