@@ -28,6 +28,10 @@ ARGS: Dict[str, Any] = {
     "DownloadError": (("boom",), {"url": "https://h/x", "path": "/p", "done": 5, "total": 9,
                                   "status": 404}),
     "ChecksumMismatchError": (("https://h/x", "a" * 128, "b" * 128, "/p", "sha512"), {}),
+    "RegistryError": (("denied",), {"registry": "r.example", "repository": "img",
+                                    "url": "https://r.example/v2/", "status": 403}),
+    "NoMatchingPlatformError": (("no riscv64",), {"platforms": ("linux/amd64", "linux/arm64"),
+                                                   "registry": "r.example", "repository": "img"}),
 }
 
 
