@@ -21,7 +21,7 @@ from . import formats
 from ._lock import FileLock
 from ._progress import ProgressCallback
 from .cachedir import resolve_cache_dir
-from .cachefiles import EntryNames, alias_names, is_url, url_names
+from .cachefiles import EntryNames, alias_names, is_oci, is_url, url_names
 from .catalog import CatalogSource, ImageInfo, lookup, resolve_catalog, snapshot_of, suggest
 from .errors import (
     CatalogError,
@@ -63,6 +63,7 @@ class Request:
     arch: Optional[str] = None
     info: Optional[ImageInfo] = None  # the catalog entry, for an alias
     fallback_from: Optional[str] = None  # the pinned snapshot this one stands in for
+    oci: Any = None  # for an oci:// reference: what the registry resolved it to (Resolved)
 
     @property
     def label(self) -> str:
@@ -100,6 +101,32 @@ def resolve(
         snapshot=snapshot_of(info, key),
         arch=key,
         info=info,
+    )
+
+
+def _resolve_oci(text: str, arch: Optional[str], settings: Settings) -> Request:
+    """An ``oci://`` or ``docker://`` reference as a Request named by the digest it resolves
+    to for ``arch``: a reference by digest needs no network for that (a cache hit stays one
+    stat), a tag is resolved at the registry every time (a moved tag is a miss)."""
+    from .cachefiles import oci_names
+    from .catalog import normalize_arch
+    from .oci import parse_reference
+    from .oci import resolve as resolve_reference
+
+    reference = parse_reference(text)
+    key = normalize_arch(arch)
+    resolved = None
+    if reference.digest is None:
+        resolved = resolve_reference(reference, key, settings)
+        digest = resolved.index_digest or resolved.manifest_digest or resolved.blob.digest
+    else:
+        digest = reference.digest
+    return Request(
+        url=str(reference),
+        expected=Expected(),
+        names=oci_names(reference.repository, digest, key),
+        arch=key,
+        oci=resolved if resolved is not None else reference,
     )
 
 
@@ -189,8 +216,16 @@ def ensure_phased(
     overrides: Optional[dict[str, Any]] = None,
 ) -> Path:
     """ensure() with one progress callback per phase ("download", "convert"), for the CLI."""
-    request = resolve(url_or_alias, arch=arch, sha256=sha256, sha512=sha512, catalog=catalog)
     directory = resolve_cache_dir(cache_dir)
+    if is_oci(url_or_alias):
+        base = settings if settings is not None else Settings.from_environment()
+        settings = base.overridden(**(overrides or {}))
+        request = _resolve_oci(url_or_alias, arch, settings)
+        raw = directory / request.names.raw
+        if raw.exists():
+            return raw
+        return build(request, directory, progress_for, settings, keep_source=keep_source)
+    request = resolve(url_or_alias, arch=arch, sha256=sha256, sha512=sha512, catalog=catalog)
     raw = directory / request.names.raw
     if raw.exists() and _still_valid(request, raw):
         return raw
@@ -281,6 +316,34 @@ def _existing_fallback(request: Request, directory: Path) -> Optional[Path]:
     return None
 
 
+def verified_source(
+    alias: str,
+    cache_dir: Optional[PathLike] = None,
+    *,
+    arch: Optional[str] = None,
+    catalog: Optional[CatalogSource] = None,
+    settings: Optional[Settings] = None,
+) -> Tuple[Path, Request]:
+    """The verified upstream file of ``alias`` in the cache (what ``keep_source`` keeps), and
+    its Request: the kept source, the raw disk itself when upstream's file was raw, else
+    downloaded and verified again (the cache may hold only the raw). For ``pyimagecache
+    push``, which shares that file with a fleet."""
+    request = resolve(alias, arch=arch, catalog=catalog)
+    settings = settings if settings is not None else Settings.from_environment()
+    raw = ensure(alias, cache_dir, arch=request.arch, catalog=catalog, keep_source=True,
+                 settings=settings)
+    source = raw.parent / request.names.source
+    if source.exists():
+        return source, request
+    if read_sidecar(raw).get("source_format") == formats.RAW:
+        return raw, request  # the verified download was published as the disk itself
+    from .download.to_file import fetch_verified
+
+    _log("%s: the cache holds only the raw disk; fetching %s again", alias, request.url)
+    fetch_verified(request.url, source, request.expected, settings)
+    return source, request
+
+
 def _still_valid(request: Request, raw: Path) -> bool:
     # Alias entries are named by their pinned snapshot, so existence is enough. A URL entry
     # fetched without a checksum must match one given now, per its sidecar (no re-hash).
@@ -338,7 +401,7 @@ def build(
             {
                 "url": request.url,
                 **digests,
-                "verified": bool(request.expected),
+                "verified": bool(request.expected) or request.oci is not None,
                 "alias": request.alias,
                 "snapshot": request.snapshot,
                 "arch": request.arch,
@@ -405,9 +468,17 @@ def _download_converting(
 ) -> Tuple[Dict[str, str], Optional[Path], str]:
     """Download the source from the first place that has the pinned bytes: the mirrors in
     order, then upstream (unless offline). A mirror that fails or serves other bytes gets a
-    warning naming it, and its bytes never reach the cache (the digest decides)."""
+    warning naming it, and its bytes never reach the cache (the digest decides). An
+    ``oci://`` reference is pulled from the registry it names."""
     from .mirrors import sources
+    from .overlap import Overlap
 
+    progress = progress_for("download")
+    if request.oci is not None:
+        return _download_from(
+            request.url, _registry_pull(request, source, settings, progress, wanted),
+            request, source, raw, progress_for,
+        )
     candidates = sources(
         request.url, settings.mirrors, pinned=bool(request.expected), offline=settings.offline
     )
@@ -419,14 +490,25 @@ def _download_converting(
             url=request.url,
         )
     for number, candidate in enumerate(candidates, 1):
+        last = number == len(candidates)
         try:
-            return _download_from(
-                candidate.url, request, source, raw, settings, progress_for, wanted
-            )
+            if candidate.url is None:
+                assert candidate.mirror is not None
+                overlap = _registry_mirror(request, candidate.mirror, source, settings,
+                                           progress, wanted)
+                if overlap is None:
+                    raise DownloadError(f"the registry does not hold {request.label}'s file")
+                where = candidate.mirror
+            else:
+                overlap = Overlap.of_url(
+                    candidate.url, source, request.expected, settings, progress, wanted
+                )
+                where = candidate.url
+            return _download_from(where, overlap, request, source, raw, progress_for)
         except DownloadError as exc:
             if candidate.mirror is None:
                 raise
-            if number == len(candidates):
+            if last:
                 raise DownloadError(
                     f"{request.label}: no mirror had the pinned file and upstream is not "
                     f"contacted (offline); the last mirror, {candidate.mirror}, said: {exc}",
@@ -439,6 +521,59 @@ def _download_converting(
     raise AssertionError("unreachable")
 
 
+def _registry_pull(
+    request: Request,
+    source: Path,
+    settings: Settings,
+    progress: Optional[ProgressCallback],
+    wanted: Sequence[str],
+    resolved: Any = None,
+) -> Any:
+    """The Overlap pulling ``resolved`` (default: the request's own reference, resolved now
+    if it was named by digest) into ``source``, verified by the blob digest and any pin."""
+    from .oci import Resolved, fetch_disk
+    from .oci import resolve as resolve_reference
+    from .overlap import Overlap
+
+    def pull(watch: Any) -> Dict[str, str]:
+        target = resolved if resolved is not None else request.oci
+        if not isinstance(target, Resolved):
+            target = resolve_reference(target, request.arch, settings)
+        fetch_disk(target, source, settings, progress, watch, expected=request.expected or None)
+        known = dict(request.expected.items())
+        if not target.extract and target.sha256:
+            known.setdefault("sha256", target.sha256)  # the blob is the file: its digest
+        missing = [a for a in wanted if a not in known]
+        return {**known, **(file_digests(source, missing) if missing else {})}
+
+    return Overlap(pull)
+
+
+def _registry_mirror(
+    request: Request,
+    base: str,
+    source: Path,
+    settings: Settings,
+    progress: Optional[ProgressCallback],
+    wanted: Sequence[str],
+) -> Any:
+    """The Overlap pulling the pinned file from the registry mirror ``base`` (the pin is the
+    blob's address; a SHA-512-only pin is found by its push tag), None when it lacks it."""
+    from .cachefiles import cache_stem
+    from .oci import blob_source_for
+
+    tag = None
+    if request.alias is not None and request.snapshot and request.arch:
+        tag = cache_stem(request.alias, request.snapshot, request.arch)
+    resolved = blob_source_for(
+        base, request.expected.sha256, tag, settings, sha512=request.expected.sha512,
+        arch=request.arch,
+    )
+    if resolved is None:
+        return None
+    return _registry_pull(request, source, settings, progress, wanted, resolved)
+
+
 def _warn(message: str, *args: object) -> None:
     # With no logging configured, Python's last-resort handler prints warnings on stderr.
     import logging
@@ -447,22 +582,21 @@ def _warn(message: str, *args: object) -> None:
 
 
 def _download_from(
-    url: str,
+    where: str,
+    overlap: Any,
     request: Request,
     source: Path,
     raw: Path,
-    settings: Settings,
     progress_for: PhaseProgress,
-    wanted: Sequence[str],
 ) -> Tuple[Dict[str, str], Optional[Path], str]:
-    """Download the source from ``url`` (upstream's or a mirror's), converting it as it
-    arrives where that can work (see :mod:`pyimagecache.overlap`). Returns the verified
-    digests, the converted scratch file (None: convert after the download) and the format."""
+    """Run the download ``overlap`` (from ``where``: upstream, a mirror, a registry),
+    converting the source as it arrives where that can work (see
+    :mod:`pyimagecache.overlap`). Returns the verified digests, the converted scratch file
+    (None: convert after the download) and the format."""
     from .cachefiles import temp_sibling
-    from .overlap import Overlap, SourceChanged
+    from .overlap import SourceChanged
 
-    _log("%s: downloading %s (first run, this can take a few minutes)", request.label, url)
-    overlap = Overlap(url, source, request.expected, settings, progress_for("download"), wanted)
+    _log("%s: downloading %s (first run, this can take a few minutes)", request.label, where)
     scratch: Optional[Path] = None
     failure: Optional[BaseException] = None
     fmt = ""

@@ -36,16 +36,26 @@ RAW_SOURCE = ".src"  # after a .raw source's name: <stem>.raw.src
 PART = ".part"
 PART_META = ".part.meta"
 PART_LOCK = ".part.lock"
+LAYER = ".layer"  # after a source's name: a containerDisk layer the source comes out of
 #: Pattern matching temporary siblings left behind by a killed writer.
 STALE_GLOB = ".*" + TEMP_MARK + "*"
 #: Suffixes appended to another cache file's name, longest first (for parsing).
-_APPENDED = (PART_META, PART_LOCK, PART, SIDECAR, LOCK, RAW_SOURCE)
+_APPENDED = (PART_META, PART_LOCK, PART, LAYER, SIDECAR, LOCK, RAW_SOURCE)
 
 # Suffixes that name a disk image or the container around one; peeled off a URL basename to get
 # the stem, and kept (as the source's extension) so the fetched file looks like what it is.
 DISK_EXTENSIONS = (".raw", ".img", ".qcow2", ".qcow", ".disk", ".vmdk", ".vhd", ".vhdx", ".vdi")
 CONTAINER_EXTENSIONS = (
-    ".xz", ".gz", ".zst", ".zstd", ".bz2", ".tar", ".tgz", ".txz", ".ova", ".box",
+    ".xz",
+    ".gz",
+    ".zst",
+    ".zstd",
+    ".bz2",
+    ".tar",
+    ".tgz",
+    ".txz",
+    ".ova",
+    ".box",
 )
 _KNOWN = DISK_EXTENSIONS + CONTAINER_EXTENSIONS
 
@@ -55,6 +65,8 @@ URL_HASH_LEN = 12
 _URL_STEM = re.compile(rf"-[0-9a-f]{{{URL_HASH_LEN}}}$")
 #: URL schemes whose files ensure() names after the URL.
 URL_SCHEMES = ("http", "https", "file")
+#: Image references ensure() pulls from a registry (``docker://`` is skopeo's spelling).
+OCI_SCHEMES = ("oci", "docker")
 
 
 def partial_of(dest: Path) -> Path:
@@ -85,6 +97,26 @@ def is_url(text: str) -> bool:
     """True for the URL schemes ensure() accepts (http, https, file)."""
     scheme, sep, _ = text.partition("://")
     return bool(sep) and scheme.lower() in URL_SCHEMES
+
+
+def is_oci(text: str) -> bool:
+    """True for ``oci://`` and ``docker://`` image references."""
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.lower() in OCI_SCHEMES
+
+
+def oci_names(repository: str, digest: str, arch: str) -> EntryNames:
+    """Names for an image pulled from a registry: the repository's last component, the digest
+    the reference resolved to (so a moved tag is a miss) and the arch.
+
+    >>> oci_names("containerdisks/fedora", "sha256:" + "ab" * 32, "amd64").raw
+    'fedora-abababababab-amd64.raw'
+    """
+    hexdigest = digest.partition(":")[2][:URL_HASH_LEN]
+    base = sanitise(repository.rpartition("/")[2])[:_MAX_BASE].rstrip(".") or "image"
+    return _checked(
+        EntryNames(raw=f"{base}-{hexdigest}-{arch}{RAW}", source=f"{base}-{hexdigest}-{arch}.img")
+    )
 
 
 def split_extension(name: str) -> Tuple[str, str]:
@@ -197,10 +229,9 @@ def entry_stem(filename: str) -> Optional[str]:
         name, mark, _ = name[1:].rpartition(TEMP_MARK)
         if not mark:
             return None
-    for suffix in _APPENDED:
+    for suffix in _APPENDED:  # in order: a layer's partial is <source>.layer.part
         if name.endswith(suffix):
             name = name[: -len(suffix)]
-            break
     stem, ext = split_extension(name)
     return stem if ext and not name.startswith(".") else None
 
@@ -215,12 +246,14 @@ def is_temporary(filename: str) -> bool:
 
 
 def is_partial(filename: str) -> bool:
-    """A download's leftovers: ``*.part`` or ``*.part.meta`` (not its lock)."""
-    return filename.endswith(PART) or filename.endswith(PART_META)
+    """A download's leftovers: ``*.part`` or ``*.part.meta`` (not its lock), or a layer."""
+    return filename.endswith((PART, PART_META, LAYER))
 
 
 def lock_of_partial(path: Path) -> Path:
-    """The lock guarding a ``*.part`` or ``*.part.meta`` file."""
+    """The lock guarding a ``*.part``, ``*.part.meta`` or ``*.layer`` file."""
+    if path.name.endswith(LAYER):
+        return path.with_name(path.name + PART_LOCK)
     for suffix in (PART_META, PART):
         if path.name.endswith(suffix):
             return path.with_name(path.name[: -len(suffix)] + PART_LOCK)

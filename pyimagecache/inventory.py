@@ -15,7 +15,10 @@ from ._lock import FileLock
 from .catalog import ARCHES, ImageInfo, snapshot_of
 from .sidecar import read_sidecar
 
-_PARTIAL_GLOBS = ("*" + cachefiles.PART, "*" + cachefiles.PART_META, cachefiles.STALE_GLOB)
+_PARTIAL_GLOBS = (
+    "*" + cachefiles.PART, "*" + cachefiles.PART_META, "*" + cachefiles.LAYER,
+    cachefiles.STALE_GLOB,
+)
 
 
 @dataclass(frozen=True)

@@ -52,16 +52,25 @@ def mirror_url(base: str, url: str) -> Optional[str]:
 
 
 class Source(NamedTuple):
-    """One place to try: a mirror (``mirror`` is its base) or upstream (``mirror`` None)."""
+    """One place to try: a mirror (``mirror`` is its base) or upstream (``mirror`` None).
+    ``url`` is None for a registry mirror, which is asked by digest instead."""
 
-    url: str
+    url: Optional[str]
     mirror: Optional[str]
+
+    @property
+    def registry(self) -> bool:
+        return self.url is None
+
+
+def is_registry(base: str) -> bool:
+    return urlsplit(base).scheme.lower() in ("oci", "docker")
 
 
 def sources(url: str, mirrors: Sequence[str], *, pinned: bool, offline: bool) -> List[Source]:
-    """Where to fetch ``url`` from, in order: the HTTP/file mirrors (only for a pinned file:
-    without a digest nothing could tell a mirror's bytes from upstream's), then upstream
-    unless ``offline``.
+    """Where to fetch ``url`` from, in order: the mirrors (only for a pinned file: without a
+    digest nothing could tell a mirror's bytes from upstream's), then upstream unless
+    ``offline``.
 
     >>> [s.url for s in sources("https://h/x", ["file:///srv/m"], pinned=True, offline=False)]
     ['file:///srv/m/h/x', 'https://h/x']
@@ -69,6 +78,9 @@ def sources(url: str, mirrors: Sequence[str], *, pinned: bool, offline: bool) ->
     out: List[Source] = []
     if pinned:
         for base in mirrors:
+            if is_registry(base):
+                out.append(Source(None, base))
+                continue
             found = mirror_url(base, url)
             if found is not None:
                 out.append(Source(found, base))

@@ -34,26 +34,40 @@ from .hashing import Expected
 from .settings import Settings
 from .sourcefile import GrowingFile, SourceChanged
 
+#: Runs one download, telling ``watch`` (when it is called) where the partial file grows;
+#: returns the file's digests.
+Download = Callable[[Callable[[Path, int, int], GrowingFile]], Dict[str, str]]
+
 
 class Overlap:
     """One download on a thread, offering its partial file to a reader while it grows."""
 
-    def __init__(
-        self,
+    def __init__(self, download: Download) -> None:
+        self._download = download
+        self._ready = threading.Event()
+        self.growing: Optional[GrowingFile] = None
+        self._digests: Optional[Dict[str, str]] = None
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="ensure-download", daemon=True)
+
+    @classmethod
+    def of_url(
+        cls,
         url: str,
         dest: Path,
         expected: Expected,
         settings: Settings,
         progress: Optional[ProgressCallback],
         record: Sequence[str],
-    ) -> None:
-        self._args = (url, dest, expected, settings, progress)
-        self._record = record
-        self._ready = threading.Event()
-        self.growing: Optional[GrowingFile] = None
-        self._digests: Optional[Dict[str, str]] = None
-        self._error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, name="ensure-download", daemon=True)
+    ) -> Overlap:
+        """The download of ``url`` to ``dest`` by the package's downloader."""
+        from .download.to_file import fetch_verified
+
+        return cls(
+            lambda watch: fetch_verified(
+                url, dest, expected, settings, progress, watch=watch, record=record
+            )
+        )
 
     def _watch(self, part: Path, total: int, written: int) -> GrowingFile:
         self.growing = GrowingFile(part, total, written)
@@ -61,13 +75,8 @@ class Overlap:
         return self.growing
 
     def _run(self) -> None:
-        from .download.to_file import fetch_verified
-
-        url, dest, expected, settings, progress = self._args
         try:
-            self._digests = fetch_verified(
-                url, dest, expected, settings, progress, watch=self._watch, record=self._record
-            )
+            self._digests = self._download(self._watch)
         except BaseException as exc:  # handed to the caller's thread by result()
             self._error = exc
         finally:

@@ -66,7 +66,8 @@ def test_mirror_layout_and_order() -> None:
     assert mirror_url("https://m", "file:///srv/a") is None
     got = sources("https://h/a", ["https://m1", "file:///m2", "oci://r/x"], pinned=True,
                   offline=False)
-    assert [s.url for s in got] == ["https://m1/h/a", "file:///m2/h/a", "https://h/a"]
+    assert [s.url for s in got] == ["https://m1/h/a", "file:///m2/h/a", None, "https://h/a"]
+    assert got[2].registry and got[2].mirror == "oci://r/x"  # asked by digest, not by path
     assert [s.url for s in sources("https://h/a", ["https://m1"], pinned=False,
                                    offline=False)] == ["https://h/a"]
     assert sources("https://h/a", [], pinned=True, offline=True) == []

@@ -9,7 +9,6 @@ pinned digests, so that ``PYIMAGECACHE_MIRRORS=oci://REGISTRY/REPO`` finds it by
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ._options import add_network_options, settings_from
@@ -105,24 +104,24 @@ def push_alias(
     alias: str, arch: str, target: Any, cache_dir: Optional[str], settings: Any, quiet: bool
 ) -> str:
     """Push one alias's file for one arch; return ``oci://REGISTRY/REPO:TAG@DIGEST``."""
+    from ..cache import verified_source
     from ..cachefiles import cache_stem, url_basename
-    from ..catalog import lookup
     from ..formats import detect_file
     from ..oci.push import push_file
     from ._progressbar import ProgressBar
 
-    info, key, image = lookup(alias, arch)
-    source = _verified_source(alias, key, cache_dir, settings)
-    tag = cache_stem(alias, info.snapshot, key)
+    source, request = verified_source(alias, cache_dir, arch=arch, settings=settings)
+    snapshot, key = str(request.snapshot), str(request.arch)
+    tag = cache_stem(alias, snapshot, key)
     annotations: Dict[str, str] = {
-        "org.opencontainers.image.source": image.url,
-        "org.opencontainers.image.version": info.snapshot,
+        "org.opencontainers.image.source": request.url,
+        "org.opencontainers.image.version": snapshot,
         "org.pyimagecache.alias": alias,
-        "org.pyimagecache.snapshot": info.snapshot,
+        "org.pyimagecache.snapshot": snapshot,
         "org.pyimagecache.arch": key,
         "org.pyimagecache.format": detect_file(source),
     }
-    for algorithm, value in image.expected.items():
+    for algorithm, value in request.expected.items():
         annotations[f"org.pyimagecache.{algorithm}"] = value
     bar = None if quiet else ProgressBar(f"push {tag}", log_when_not_tty=True)
     try:
@@ -130,9 +129,9 @@ def push_alias(
             source,
             target,
             tag=tag,
-            title=url_basename(image.url) or source.name,
+            title=url_basename(request.url) or source.name,
             annotations=annotations,
-            expected=image.expected,
+            expected=request.expected,
             settings=settings,
             progress=bar,
         )
@@ -142,22 +141,3 @@ def push_alias(
     return f"{target.with_tag(tag)}@{digest}"
 
 
-def _verified_source(alias: str, arch: str, cache_dir: Optional[str], settings: Any) -> Path:
-    """The alias's upstream file in the cache, verified against its pin: kept by ensure, or
-    the raw disk when upstream's file was raw, or else downloaded and verified again."""
-    from ..cache import ensure
-    from ..cachefiles import alias_names
-    from ..catalog import lookup
-    from ..download.to_file import fetch_verified
-    from ..sidecar import read_sidecar
-
-    raw = ensure(alias, cache_dir, arch=arch, keep_source=True, settings=settings)
-    info, key, image = lookup(alias, arch)
-    source = raw.parent / alias_names(alias, info.snapshot, key, image.url).source
-    if source.exists():
-        return source
-    if read_sidecar(raw).get("source_format") == "raw":
-        return raw  # the verified download was published as the disk itself
-    _log("%s: the cache holds only the raw disk; fetching %s again", alias, image.url)
-    fetch_verified(image.url, source, image.expected, settings)
-    return source

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
+from .. import cachefiles
 from .._atomic import publish
 from .._progress import ProgressCallback
 from ..cachefiles import temp_sibling
@@ -30,7 +31,7 @@ from .transport import Registry
 log = logging.getLogger("pyimagecache")
 
 #: Appended to ``dest`` for a containerDisk's layer while the disk is taken out of it.
-LAYER_SUFFIX = ".layer"
+LAYER_SUFFIX = cachefiles.LAYER
 
 PathArg = Union[str, "os.PathLike[str]"]
 
