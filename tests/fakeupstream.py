@@ -272,7 +272,7 @@ class FakeUpstream:
         text = self.sums_text(sums_path).decode()
 
         def flip(m: re.Match[str]) -> str:
-            digest = m.group(1)
+            digest = m.group(0)
             return ("0" if digest[0] != "0" else "1") + digest[1:]
 
         lines = text.splitlines(True)
