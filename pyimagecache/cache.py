@@ -157,6 +157,7 @@ def ensure(
     ca_bundle: Optional[str] = None,
     mirrors: Optional[Sequence[str]] = None,
     offline: Optional[bool] = None,
+    strict: Optional[bool] = None,
     settings: Optional[Settings] = None,
 ) -> Path:
     """Return the path of a complete raw disk for a catalog alias or an http(s)/file URL,
@@ -169,8 +170,11 @@ def ensure(
     ``timeout``, ``retries`` and ``ca_bundle`` are as for :func:`fetch`. ``mirrors`` (default
     ``$PYIMAGECACHE_MIRRORS``) are tried in order before upstream for a pinned file, each an
     ``http(s)://`` or ``file://`` base holding ``BASE/HOST/PATH``, or an ``oci://REGISTRY/REPO``;
-    ``offline=True`` (``PYIMAGECACHE_OFFLINE=1``) never contacts upstream. ``settings`` gives
-    all of those at once (default: from the environment, see README).
+    ``offline=True`` (``PYIMAGECACHE_OFFLINE=1``) never contacts upstream. When an alias's
+    pinned snapshot is gone upstream (404/410), the newest complete snapshot of the release is
+    used, verified against upstream's checksum file, with a warning; ``strict=True``
+    (``PYIMAGECACHE_STRICT=1``) refuses instead. ``settings`` gives all of those at once
+    (default: from the environment, see README).
 
     >>> disk = ensure("debian-12")  # doctest: +SKIP
     >>> disk.name  # doctest: +SKIP
@@ -198,7 +202,7 @@ def ensure(
         keep_source=keep_source,
         settings=settings,
         overrides={"timeout": timeout, "retries": retries, "ca_bundle": ca_bundle,
-                   "mirrors": mirrors, "offline": offline},
+                   "mirrors": mirrors, "offline": offline, "strict": strict},
     )
 
 

@@ -126,3 +126,21 @@ def test_a_mismatch_on_the_pin_itself_is_never_a_reason_to_fall_back(
     with pytest.raises(ChecksumMismatchError):
         ensure(tmp_path)
     assert not list((tmp_path / "cache").glob("*.raw"))
+
+
+def test_cli_strict_is_one_error_line(fake: FakeUpstream, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    setup(fake, tmp_path)
+    env = dict(os.environ, PYIMAGECACHE_CATALOG=str(tmp_path / "catalog.json"))
+    env.pop("PYIMAGECACHE_STRICT", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyimagecache", "ensure", "debian-12", "--arch", "amd64",
+         "--cache-dir", str(tmp_path / "cache"), "--strict", "--retries", "0"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("pyimagecache: error: ")]
+    assert len(errors) == 1 and "strict" in errors[0] and OLD in errors[0], proc.stderr

@@ -34,6 +34,11 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
         "--offline", action="store_true", default=None,
         help="never contact upstream, only the mirrors (default: $PYIMAGECACHE_OFFLINE)",
     )
+    parser.add_argument(
+        "--strict", action="store_true", default=None,
+        help="when a pinned snapshot is gone upstream, fail instead of using the newest one "
+        "(default: $PYIMAGECACHE_STRICT)",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Any:
@@ -47,4 +52,5 @@ def settings_from(args: argparse.Namespace) -> Any:
         ca_bundle=args.ca_bundle,
         mirrors=getattr(args, "mirrors", None),
         offline=getattr(args, "offline", None),
+        strict=getattr(args, "strict", None),
     )
