@@ -30,6 +30,12 @@ mode, image, cache, catalog = sys.argv[1:5]
 def progress_for(phase):
     if mode == "kill-in-convert" and phase == "convert":
         def kill(done, total):
+            # The conversion may start while the download still runs (ensure overlaps them):
+            # die once the verified download is in the cache, mid-conversion.
+            import glob, time
+            deadline = time.monotonic() + 30
+            while not glob.glob(os.path.join(cache, "*.raw.gz")) and time.monotonic() < deadline:
+                time.sleep(0.005)
             os.kill(os.getpid(), signal.SIGKILL)
         return kill
     return None
@@ -41,7 +47,9 @@ print(ensure_phased(image, cache, arch="amd64", catalog=catalog, progress_for=pr
 def child(env: Env, alias: str, mode: str = "plain") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, mode, alias, str(env.cache), str(env.catalog_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -115,8 +123,10 @@ def test_killed_mid_conversion_redoes_conversion(env: Env) -> None:
     stale = list(env.cache.glob(".*.tmp-*"))
     assert stale, env.files()  # the killed conversion's scratch file
     # Next call: no second download, the conversion is redone.
-    assert pyimagecache.ensure("conv", env.cache, arch="amd64",
-                               catalog=env.catalog_path).read_bytes() == image
+    assert (
+        pyimagecache.ensure("conv", env.cache, arch="amd64", catalog=env.catalog_path).read_bytes()
+        == image
+    )
     assert len(env.server.gets("conv.raw.gz")) == 1
     assert not source.exists()
     # Prune clears the dead process's scratch file and keeps the entry.
