@@ -170,13 +170,15 @@ def build_images(images: Path, wanted: Sequence[str], suite: str, mirror: str) -
     images.mkdir(parents=True, exist_ok=True)
     logfile = images / "build.log"
     raw = images / "disk.raw"
-    derived = {"deflate.qcow2": ["-O", "qcow2", "-c", "-o", "compression_type=zlib"],
-               "zstd.qcow2": ["-O", "qcow2", "-c", "-o", "compression_type=zstd"],
-               "plain.qcow2": ["-O", "qcow2"],
-               "stream.vmdk": ["-O", "vmdk", "-o", "subformat=streamOptimized"],
-               "dynamic.vhd": ["-O", "vpc", "-o", "subformat=dynamic"],
-               "dynamic.vhdx": ["-O", "vhdx", "-o", "subformat=dynamic"],
-               "dynamic.vdi": ["-O", "vdi"]}
+    derived = {
+        "deflate.qcow2": ["-O", "qcow2", "-c", "-o", "compression_type=zlib"],
+        "zstd.qcow2": ["-O", "qcow2", "-c", "-o", "compression_type=zstd"],
+        "plain.qcow2": ["-O", "qcow2"],
+        "stream.vmdk": ["-O", "vmdk", "-o", "subformat=streamOptimized"],
+        "dynamic.vhd": ["-O", "vpc", "-o", "subformat=dynamic"],
+        "dynamic.vhdx": ["-O", "vhdx", "-o", "subformat=dynamic"],
+        "dynamic.vdi": ["-O", "vdi"],
+    }
     if any(name in derived for name in wanted if not (images / name).exists()):
         if not raw.exists():
             build_raw_disk(images, raw, suite, mirror, logfile)
@@ -184,8 +186,7 @@ def build_images(images: Path, wanted: Sequence[str], suite: str, mirror: str) -
             if name in wanted and not (images / name).exists():
                 log(f"qemu-img convert {' '.join(opts) or '(uncompressed)'} -> {name}")
                 tmp = images / f".{name}.tmp"
-                check_call(["qemu-img", "convert", "-f", "raw", *opts, str(raw), str(tmp)],
-                           logfile)
+                check_call(["qemu-img", "convert", "-f", "raw", *opts, str(raw), str(tmp)], logfile)
                 os.replace(tmp, images / name)
     if "empty-1t.qcow2" in wanted and not (images / "empty-1t.qcow2").exists():
         tmp = images / ".empty-1t.qcow2.tmp"
@@ -205,8 +206,13 @@ def build_scattered(dst: Path, logfile: Path) -> None:
     log(f"qemu-io: {writes} scattered writes -> {dst.name}")
     # Not check_call: qemu-io echoes a prompt per command on stdout, which the log does not need.
     with open(logfile, "ab") as out:
-        status = subprocess.run(["qemu-io", "-f", "qcow2", str(tmp)], input=commands.encode(),
-                                stdout=subprocess.DEVNULL, stderr=out, timeout=3600).returncode
+        status = subprocess.run(
+            ["qemu-io", "-f", "qcow2", str(tmp)],
+            input=commands.encode(),
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            timeout=3600,
+        ).returncode
     if status != 0:
         raise BenchError(f"qemu-io exited with {status}; see {logfile}")
     os.replace(tmp, dst)
@@ -214,8 +220,10 @@ def build_scattered(dst: Path, logfile: Path) -> None:
 
 def build_raw_disk(images: Path, raw: Path, suite: str, mirror: str, logfile: Path) -> None:
     if os.geteuid() != 0:
-        raise BenchError("building the image needs root: debootstrap installs packages as root "
-                         "and mkfs.ext4 -d copies ownership (or pass --reuse with built images)")
+        raise BenchError(
+            "building the image needs root: debootstrap installs packages as root "
+            "and mkfs.ext4 -d copies ownership (or pass --reuse with built images)"
+        )
     for tool in ("debootstrap", "mkfs.ext4", "qemu-img"):
         if shutil.which(tool) is None:
             raise BenchError(f"{tool} not found on PATH")
@@ -230,8 +238,7 @@ def build_raw_disk(images: Path, raw: Path, suite: str, mirror: str, logfile: Pa
     with open(tmp, "wb") as f:
         f.truncate(DISK_SIZE)
     log("mkfs.ext4 -d rootfs on a 3 GiB raw disk")
-    check_call(["mkfs.ext4", "-q", "-F", "-L", "bench-root", "-d", str(rootfs), str(tmp)],
-               logfile)
+    check_call(["mkfs.ext4", "-q", "-F", "-L", "bench-root", "-d", str(rootfs), str(tmp)], logfile)
     os.replace(tmp, raw)
     shutil.rmtree(rootfs)
 
@@ -244,8 +251,9 @@ def timed(cmd: Sequence[str], env: Optional[Dict[str, str]] = None) -> Run:
     """Wall time, CPU time and peak RSS of one process, from its own rusage (os.wait4)."""
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                env=env)
+        proc = subprocess.Popen(
+            list(cmd), stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env
+        )
         deadline = start + TIMEOUT
         while True:
             pid, wstatus, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -286,8 +294,9 @@ def same_bytes(a: Path, b: Path) -> bool:
     if size <= CMP_LIMIT or not hasattr(os, "SEEK_DATA"):
         return subprocess.run(["cmp", "-s", str(a), str(b)], timeout=TIMEOUT).returncode == 0
     with open(a, "rb") as fa, open(b, "rb") as fb:
-        ranges = sorted(list(data_extents(fa.fileno(), size)) +
-                        list(data_extents(fb.fileno(), size)))
+        ranges = sorted(
+            list(data_extents(fa.fileno(), size)) + list(data_extents(fb.fileno(), size))
+        )
         for start, end in ranges:
             while start < end:
                 n = min(end - start, 8 * MIB)
@@ -316,8 +325,14 @@ def run_case(case: Case, image: Path, out: Path, runs: int, ours_cmd: List[str])
     qemu = ["qemu-img", "convert", *flush, "-O", "raw", str(image), str(q_out)]
     ours = [*ours_cmd, *(["--sync"] if case.sync else []), str(image), str(p_out)]
     env = dict(os.environ, **case.env)
-    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(image)],
-                                     capture_output=True, check=True, text=True).stdout)
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(image)],
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+    )
     cluster = int(info.get("cluster-size") or 2 * MIB)  # vpc and vdi report none: a block
 
     # One untimed round each: warms the page cache with the source and catches a broken tool.
@@ -325,8 +340,16 @@ def run_case(case: Case, image: Path, out: Path, runs: int, ours_cmd: List[str])
         fresh(dst)
         warm = timed(cmd, e)
         if warm.status != 0:
-            return Result(case.name, [], [], None, 0, 0, cluster,
-                          f"{tool} failed ({warm.status}): {last_line(warm.stderr)}")
+            return Result(
+                case.name,
+                [],
+                [],
+                None,
+                0,
+                0,
+                cluster,
+                f"{tool} failed ({warm.status}): {last_line(warm.stderr)}",
+            )
     q_runs: List[Run] = []
     p_runs: List[Run] = []
     for i in range(runs):
@@ -337,12 +360,21 @@ def run_case(case: Case, image: Path, out: Path, runs: int, ours_cmd: List[str])
             fresh(dst)
             r = timed(cmd, e)
             if r.status != 0:
-                return Result(case.name, q_runs, p_runs, None, 0, 0, cluster,
-                              f"run {i + 1} failed ({r.status}): {last_line(r.stderr)}")
+                return Result(
+                    case.name,
+                    q_runs,
+                    p_runs,
+                    None,
+                    0,
+                    0,
+                    cluster,
+                    f"run {i + 1} failed ({r.status}): {last_line(r.stderr)}",
+                )
             into.append(r)
     identical = same_bytes(q_out, p_out)
-    result = Result(case.name, q_runs, p_runs, identical, allocated(q_out), allocated(p_out),
-                    cluster, "")
+    result = Result(
+        case.name, q_runs, p_runs, identical, allocated(q_out), allocated(p_out), cluster, ""
+    )
     q_out.unlink()
     p_out.unlink()
     return result
@@ -356,7 +388,11 @@ def last_line(text: str) -> str:
 def inflate_backend(python: str, env: Dict[str, str]) -> str:
     proc = subprocess.run(
         [python, "-c", "from pyimagecache._codecs import INFLATE_BACKEND as b; print(b)"],
-        capture_output=True, text=True, env=dict(os.environ, **env), timeout=60)
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **env),
+        timeout=60,
+    )
     return proc.stdout.strip() if proc.returncode == 0 else f"error: {last_line(proc.stderr)}"
 
 
@@ -398,51 +434,85 @@ def bar_text(case: Case) -> str:
 
 
 def print_table(cases: Sequence[Case], results: Sequence[Result]) -> None:
-    head = ("case", "qemu s", "ours s", "ratio", "bar", "qemu cpu", "ours cpu",
-            "qemu RSS", "ours RSS", "same", "alloc q/o MiB", "verdict")
+    head = (
+        "case",
+        "qemu s",
+        "ours s",
+        "ratio",
+        "bar",
+        "qemu cpu",
+        "ours cpu",
+        "qemu RSS",
+        "ours RSS",
+        "same",
+        "alloc q/o MiB",
+        "verdict",
+    )
     rows = [head]
     notes = []
     for case, r in zip(cases, results):
         status, why = verdict(case, r)
         if r.note:
-            rows.append((case.name, "-", "-", "-", bar_text(case), "-", "-", "-", "-", "-", "-",
-                         status))
+            rows.append(
+                (case.name, "-", "-", "-", bar_text(case), "-", "-", "-", "-", "-", "-", status)
+            )
         else:
+
             def med(runs: List[Run], f: str) -> str:
                 return f"{statistics.median(getattr(x, f) for x in runs):.3f}"
 
-            rows.append((
-                case.name, med(r.qemu, "wall"), med(r.ours, "wall"), f"{paired_ratio(r):.2f}",
-                bar_text(case), med(r.qemu, "cpu"), med(r.ours, "cpu"),
-                f"{max(x.max_rss for x in r.qemu) / MIB:.1f}",
-                f"{max(x.max_rss for x in r.ours) / MIB:.1f}",
-                "yes" if r.identical else "NO",
-                f"{r.alloc_qemu / MIB:.1f}/{r.alloc_ours / MIB:.1f}", status))
+            rows.append(
+                (
+                    case.name,
+                    med(r.qemu, "wall"),
+                    med(r.ours, "wall"),
+                    f"{paired_ratio(r):.2f}",
+                    bar_text(case),
+                    med(r.qemu, "cpu"),
+                    med(r.ours, "cpu"),
+                    f"{max(x.max_rss for x in r.qemu) / MIB:.1f}",
+                    f"{max(x.max_rss for x in r.ours) / MIB:.1f}",
+                    "yes" if r.identical else "NO",
+                    f"{r.alloc_qemu / MIB:.1f}/{r.alloc_ours / MIB:.1f}",
+                    status,
+                )
+            )
         notes += [f"  {case.name}: {w}" for w in why]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     for row in rows:
-        print("  ".join(cell.rjust(w) if i else cell.ljust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths))))
-    print("\ns = median wall seconds; ratio = median of paired (ours/qemu) wall times; cpu = "
-          "median user+sys s;\nRSS = peak MiB over all runs (bar: ours <= 64); alloc = st_blocks "
-          "(bar: ours <= qemu + 1 cluster)")
+        print(
+            "  ".join(
+                cell.rjust(w) if i else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(row, widths))
+            )
+        )
+    print(
+        "\ns = median wall seconds; ratio = median of paired (ours/qemu) wall times; cpu = "
+        "median user+sys s;\nRSS = peak MiB over all runs (bar: ours <= 64); alloc = st_blocks "
+        "(bar: ours <= qemu + 1 cluster)"
+    )
     if notes:
         print("\n" + "\n".join(notes))
 
 
 def header(args: argparse.Namespace, backends: Dict[str, str]) -> None:
-    git = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"],
-                         capture_output=True, text=True).stdout.strip()
-    qver = subprocess.run(["qemu-img", "--version"], capture_output=True,
-                          text=True).stdout.splitlines()[0]
+    git = subprocess.run(
+        ["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], capture_output=True, text=True
+    ).stdout.strip()
+    qver = subprocess.run(
+        ["qemu-img", "--version"], capture_output=True, text=True
+    ).stdout.splitlines()[0]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}  {platform.node()}  cpus={os.cpu_count()}  "
-          f"load={load}")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}  {platform.node()}  cpus={os.cpu_count()}  "
+        f"load={load}"
+    )
     print(f"pyimagecache: {' '.join(ours_command(args))} (commit {git or '?'})")
-    print(f"python: {args.python}  inflate: " +
-          ", ".join(f"{k}={v}" for k, v in backends.items()))
-    print(f"qemu-img: {qver}; command: qemu-img convert -O raw (-sync cases: -t writeback, "
-          "against pyimagecache convert --sync)")
+    print(f"python: {args.python}  inflate: " + ", ".join(f"{k}={v}" for k, v in backends.items()))
+    print(
+        f"qemu-img: {qver}; command: qemu-img convert -O raw (-sync cases: -t writeback, "
+        "against pyimagecache convert --sync)"
+    )
     print(f"runs: {args.runs} alternating, after one warm-up each\n")
 
 
@@ -458,25 +528,42 @@ def select(only: Optional[str]) -> List[Case]:
         return list(CASES)
     tokens = [t.strip() for t in only.split(",") if t.strip()]
     chosen = [c for c in CASES if any(c.name == t or c.name.startswith(t + "-") for t in tokens)]
-    unknown = [t for t in tokens
-               if not any(c.name == t or c.name.startswith(t + "-") for c in CASES)]
+    unknown = [
+        t for t in tokens if not any(c.name == t or c.name.startswith(t + "-") for c in CASES)
+    ]
     if unknown:
-        raise SystemExit(f"bench_convert: unknown case {', '.join(unknown)}; "
-                         f"choose from {', '.join(c.name for c in CASES)} or deflate")
+        raise SystemExit(
+            f"bench_convert: unknown case {', '.join(unknown)}; "
+            f"choose from {', '.join(c.name for c in CASES)} or deflate"
+        )
     return chosen
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=5, help="timed runs per tool and case (default 5)")
-    p.add_argument("--workdir", type=Path, default=REPO / "bench" / "work",
-                   help="images and outputs go here (default bench/work, git-ignored)")
-    p.add_argument("--reuse", action="store_true",
-                   help="reuse images already in the workdir and keep them afterwards")
-    p.add_argument("--only", help="comma-separated cases: " +
-                   ", ".join(c.name for c in CASES) + " (deflate = both deflate cases)")
-    p.add_argument("--python", default=sys.executable,
-                   help="interpreter that runs pyimagecache (default: this one)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO / "bench" / "work",
+        help="images and outputs go here (default bench/work, git-ignored)",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse images already in the workdir and keep them afterwards",
+    )
+    p.add_argument(
+        "--only",
+        help="comma-separated cases: "
+        + ", ".join(c.name for c in CASES)
+        + " (deflate = both deflate cases)",
+    )
+    p.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter that runs pyimagecache (default: this one)",
+    )
     p.add_argument("--workers", type=int, help="passed to pyimagecache convert --workers")
     p.add_argument("--suite", default=host_suite(), help="Debian suite (default: the host's)")
     p.add_argument("--mirror", default=None, help="Debian mirror (default: apt's)")
@@ -491,28 +578,51 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.reuse and images.exists():
         shutil.rmtree(images)
     try:
-        build_images(images, sorted({c.image for c in cases}), args.suite,
-                     args.mirror or apt_mirror())
-        backends = {c.name: inflate_backend(args.python, c.env)
-                    for c in cases if c.backend is not None}
+        build_images(
+            images, sorted({c.image for c in cases}), args.suite, args.mirror or apt_mirror()
+        )
+        backends = {
+            c.name: inflate_backend(args.python, c.env) for c in cases if c.backend is not None
+        }
         header(args, backends)
         results = []
         for case in cases:
             if case.backend is not None and backends[case.name] != case.backend:
-                results.append(Result(case.name, [], [], None, 0, 0, 0,
-                                      f"needs inflate backend {case.backend}, "
-                                      f"{args.python} has {backends[case.name]}"))
+                results.append(
+                    Result(
+                        case.name,
+                        [],
+                        [],
+                        None,
+                        0,
+                        0,
+                        0,
+                        f"needs inflate backend {case.backend}, "
+                        f"{args.python} has {backends[case.name]}",
+                    )
+                )
                 continue
             log(f"{case.name}: {args.runs} alternating runs on {case.image}")
-            results.append(run_case(case, images / case.image, out, args.runs,
-                                    ours_command(args)))
+            results.append(run_case(case, images / case.image, out, args.runs, ours_command(args)))
         print_table(cases, results)
         if args.json:
-            args.json.write_text(json.dumps(
-                [{"case": r.case, "note": r.note, "identical": r.identical,
-                  "alloc_qemu": r.alloc_qemu, "alloc_ours": r.alloc_ours,
-                  "qemu": [x._asdict() for x in r.qemu], "ours": [x._asdict() for x in r.ours]}
-                 for r in results], indent=1))
+            args.json.write_text(
+                json.dumps(
+                    [
+                        {
+                            "case": r.case,
+                            "note": r.note,
+                            "identical": r.identical,
+                            "alloc_qemu": r.alloc_qemu,
+                            "alloc_ours": r.alloc_ours,
+                            "qemu": [x._asdict() for x in r.qemu],
+                            "ours": [x._asdict() for x in r.ours],
+                        }
+                        for r in results
+                    ],
+                    indent=1,
+                )
+            )
     except BenchError as exc:
         print(f"bench_convert: {exc}", file=sys.stderr)
         return 1

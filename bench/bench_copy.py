@@ -107,19 +107,25 @@ def main() -> int:
     dst.unlink()
 
     src_alloc = allocated(src)
-    print(f"source: {src.stat().st_size / MiB:.0f} MiB apparent, {src_alloc / MiB:.1f} MiB "
-          f"allocated; {args.runs} alternating runs each, median wall time")
+    print(
+        f"source: {src.stat().st_size / MiB:.0f} MiB apparent, {src_alloc / MiB:.1f} MiB "
+        f"allocated; {args.runs} alternating runs each, median wall time"
+    )
     for name, values in times.items():
         med = statistics.median(values)
-        print(f"  {name:28s} {med * 1000:8.1f} ms  (min {min(values) * 1000:.1f})  "
-              f"allocated {alloc[name] / MiB:.1f} MiB")
+        print(
+            f"  {name:28s} {med * 1000:8.1f} ms  (min {min(values) * 1000:.1f})  "
+            f"allocated {alloc[name] / MiB:.1f} MiB"
+        )
     ratio = statistics.median(times["copy_disk"]) / statistics.median(times["cp --sparse=always"])
     ratio_sync = statistics.median(times["copy_disk(sync=True)"]) / statistics.median(
         times["cp --sparse=always + fsync"]
     )
     alloc_ratio = alloc["copy_disk"] / src_alloc
-    print(f"copy_disk / cp: {ratio:.2f}x   copy_disk(sync=True) / (cp + fsync): "
-          f"{ratio_sync:.2f}x   allocation / source: {alloc_ratio:.3f}")
+    print(
+        f"copy_disk / cp: {ratio:.2f}x   copy_disk(sync=True) / (cp + fsync): "
+        f"{ratio_sync:.2f}x   allocation / source: {alloc_ratio:.3f}"
+    )
     ok = ratio <= 1.2 and abs(alloc_ratio - 1) <= 0.05
     print("bar met" if ok else "bar MISSED")
     return 0 if ok else 1

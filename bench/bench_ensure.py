@@ -44,10 +44,15 @@ MB = 1000 * 1000
 RSS_BAR_MIB = 64.0
 TIMEOUT = 1800
 #: (label, nginx limit_rate in bytes per second or None, {image: (contender, bar)})
-RATES: List[Tuple[str, Optional[int]]] = [("32MB/s", 32 * MB), ("128MB/s", 128 * MB),
-                                          ("unthrottled", None)]
-BARS = {("128MB/s", "deflate.qcow2", "download"): 1.1,
-        ("unthrottled", "deflate.qcow2", "sequential"): 0.8}
+RATES: List[Tuple[str, Optional[int]]] = [
+    ("32MB/s", 32 * MB),
+    ("128MB/s", 128 * MB),
+    ("unthrottled", None),
+]
+BARS = {
+    ("128MB/s", "deflate.qcow2", "download"): 1.1,
+    ("unthrottled", "deflate.qcow2", "sequential"): 0.8,
+}
 
 SEQUENTIAL = """\
 import sys
@@ -86,8 +91,9 @@ def build_tar_xz(images: Path) -> Path:
             raise SystemExit(f"bench_ensure: {raw} missing: run bench_convert.py --reuse first")
         tmp = images / ".disk.tar.xz.tmp"
         print("building disk.tar.xz (tar --sparse | xz -T0 -3)", flush=True)
-        subprocess.run(f"tar -C {images} --sparse -cf - disk.raw | xz -T0 -3 > {tmp}",
-                       shell=True, check=True)
+        subprocess.run(
+            f"tar -C {images} --sparse -cf - disk.raw | xz -T0 -3 > {tmp}", shell=True, check=True
+        )
         os.replace(tmp, out)
     return out
 
@@ -134,8 +140,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     url, pin = nginx.url(name), pins[name]
                     cache, dest = scratch / "cache", scratch / "download"
                     contenders = {
-                        "ensure": [args.python, "-m", "pyimagecache", "ensure", url,
-                                   "--sha256", pin, "--cache-dir", str(cache)],
+                        "ensure": [
+                            args.python,
+                            "-m",
+                            "pyimagecache",
+                            "ensure",
+                            url,
+                            "--sha256",
+                            pin,
+                            "--cache-dir",
+                            str(cache),
+                        ],
                         "download": ["sh", "-c", f"curl -s -o '{dest}' '{url}' && sync '{dest}'"],
                         "sequential": [args.python, "-c", SEQUENTIAL, url, pin, str(cache)],
                     }
@@ -146,17 +161,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             clean(cache, dest)
                             runs[key].append(timed(contenders[key]))
                     clean(cache, dest)
-                    print(f"\n{label}, {name} ({served[name].stat().st_size / MB:.0f} MB), "
-                          f"{args.runs} alternating runs")
+                    print(
+                        f"\n{label}, {name} ({served[name].stat().st_size / MB:.0f} MB), "
+                        f"{args.runs} alternating runs"
+                    )
                     for key, rs in runs.items():
-                        print(f"  {key:10s} median {statistics.median(r.wall for r in rs):7.2f} s"
-                              f"   peak RSS {max(r.rss_mib for r in rs):6.1f} MiB")
+                        print(
+                            f"  {key:10s} median {statistics.median(r.wall for r in rs):7.2f} s"
+                            f"   peak RSS {max(r.rss_mib for r in rs):6.1f} MiB"
+                        )
                     for other in ("download", "sequential"):
                         ratio = statistics.median(
-                            a.wall / b.wall for a, b in zip(runs["ensure"], runs[other]))
+                            a.wall / b.wall for a, b in zip(runs["ensure"], runs[other])
+                        )
                         bar = BARS.get((label, name, other))
-                        verdict = "" if bar is None else (
-                            f"(bar <= {bar}: {'ok' if ratio <= bar else 'MISSED'})")
+                        verdict = (
+                            ""
+                            if bar is None
+                            else (f"(bar <= {bar}: {'ok' if ratio <= bar else 'MISSED'})")
+                        )
                         ok = ok and (bar is None or ratio <= bar)
                         print(f"  ensure / {other}: median paired ratio {ratio:.2f} {verdict}")
                     rss = max(r.rss_mib for r in runs["ensure"])

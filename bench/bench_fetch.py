@@ -85,8 +85,16 @@ def fetch_argv(python: str, api: bool, url: str, dest: Path, digest: str) -> Lis
     """The command that downloads ``url`` to ``dest`` (checking ``digest`` unless empty)."""
     if api:
         return [python, "-c", _API, url, str(dest), digest]
-    return [python, "-m", "pyimagecache", "fetch", "-q", *(["--sha256", digest] if digest else []),
-            url, str(dest)]
+    return [
+        python,
+        "-m",
+        "pyimagecache",
+        "fetch",
+        "-q",
+        *(["--sha256", digest] if digest else []),
+        url,
+        str(dest),
+    ]
 
 
 def check_resume(
@@ -125,7 +133,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="where the file and outputs go (temp dir)")
     parser.add_argument("--python", default=sys.executable, help="interpreter for pyimagecache")
     parser.add_argument(
-        "--api", action="store_true",
+        "--api",
+        action="store_true",
         help="run pyimagecache.fetch from python -c instead of the CLI (same code, no argparse)",
     )
     args = parser.parse_args()
@@ -161,8 +170,7 @@ def main() -> int:
                     _clean(dest)
                     runs[name].append(timed(commands[name], stdout=subprocess.DEVNULL))
                 print(
-                    f"run {i + 1}: "
-                    + ", ".join(f"{n} {runs[n][-1].wall:.2f}s" for n in commands),
+                    f"run {i + 1}: " + ", ".join(f"{n} {runs[n][-1].wall:.2f}s" for n in commands),
                     flush=True,
                 )
             resume_ok = check_resume(args.python, args.api, url, dest, digest, size, server)

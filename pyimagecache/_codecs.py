@@ -179,7 +179,5 @@ def open_zstd_stream(fileobj: IO[bytes]) -> IO[bytes]:
         import zstandard
     except ImportError:
         raise MissingExtraError("a zstd-compressed image", "zstd", "zstandard") from None
-    reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(
-        fileobj, read_across_frames=True
-    )
+    reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True)
     return reader

@@ -201,8 +201,14 @@ def ensure(
         progress_for=lambda phase: progress,
         keep_source=keep_source,
         settings=settings,
-        overrides={"timeout": timeout, "retries": retries, "ca_bundle": ca_bundle,
-                   "mirrors": mirrors, "offline": offline, "strict": strict},
+        overrides={
+            "timeout": timeout,
+            "retries": retries,
+            "ca_bundle": ca_bundle,
+            "mirrors": mirrors,
+            "offline": offline,
+            "strict": strict,
+        },
     )
 
 
@@ -244,8 +250,9 @@ def ensure_phased(
     except DownloadError as exc:
         if request.alias is None or exc.status not in AGED_OUT or exc.url != request.url:
             raise
-        return _after_aged_out_pin(request, directory, progress_for, settings, exc,
-                                   keep_source=keep_source)
+        return _after_aged_out_pin(
+            request, directory, progress_for, settings, exc, keep_source=keep_source
+        )
 
 
 #: Statuses that say a pinned snapshot is gone upstream (pruned), not that the network failed.
@@ -279,8 +286,9 @@ def _after_aged_out_pin(
     from .refresh.fallback import newer_pin
 
     try:
-        pin = newer_pin(request.alias, request.info, request.arch, settings=settings,
-                        keyring=settings.keyring)
+        pin = newer_pin(
+            request.alias, request.info, request.arch, settings=settings, keyring=settings.keyring
+        )
     except ImageCacheError as exc:
         raise DownloadError(
             f"{request.alias}: the pinned snapshot {request.snapshot} is gone upstream (HTTP "
@@ -290,7 +298,10 @@ def _after_aged_out_pin(
         ) from exc
     _warn(
         "%s: pinned snapshot %s is gone upstream; using the newer %s, verified against %s%s",
-        request.alias, request.snapshot, pin.snapshot, pin.source,
+        request.alias,
+        request.snapshot,
+        pin.snapshot,
+        pin.source,
         "" if pin.verified_signature else " (its signature not checked: no keyring given)",
     )
     stand_in = Request(
@@ -334,8 +345,9 @@ def verified_source(
     push``, which shares that file with a fleet."""
     request = resolve(alias, arch=arch, catalog=catalog)
     settings = settings if settings is not None else Settings.from_environment()
-    raw = ensure(alias, cache_dir, arch=request.arch, catalog=catalog, keep_source=True,
-                 settings=settings)
+    raw = ensure(
+        alias, cache_dir, arch=request.arch, catalog=catalog, keep_source=True, settings=settings
+    )
     source = raw.parent / request.names.source
     if source.exists():
         return source, request
@@ -480,8 +492,12 @@ def _download_converting(
     progress = progress_for("download")
     if request.oci is not None:
         return _download_from(
-            request.url, _registry_pull(request, source, settings, progress, wanted),
-            request, source, raw, progress_for,
+            request.url,
+            _registry_pull(request, source, settings, progress, wanted),
+            request,
+            source,
+            raw,
+            progress_for,
         )
     candidates = sources(
         request.url, settings.mirrors, pinned=bool(request.expected), offline=settings.offline
@@ -489,8 +505,8 @@ def _download_converting(
     if not candidates:
         raise DownloadError(
             f"{request.label}: offline (PYIMAGECACHE_OFFLINE) and no mirror can serve "
-            f"{request.url}" + ("" if request.expected else " (an unpinned URL is only ever "
-                                "fetched from upstream)"),
+            f"{request.url}"
+            + ("" if request.expected else " (an unpinned URL is only ever fetched from upstream)"),
             url=request.url,
         )
     for number, candidate in enumerate(candidates, 1):
@@ -498,8 +514,9 @@ def _download_converting(
         try:
             if candidate.url is None:
                 assert candidate.mirror is not None
-                overlap = _registry_mirror(request, candidate.mirror, source, settings,
-                                           progress, wanted)
+                overlap = _registry_mirror(
+                    request, candidate.mirror, source, settings, progress, wanted
+                )
                 if overlap is None:
                     raise DownloadError(f"the registry does not hold {request.label}'s file")
                 where = candidate.mirror
@@ -519,8 +536,11 @@ def _download_converting(
                     url=request.url,
                 ) from exc
             _warn(
-                "mirror %s failed for %s (%s); trying %s", candidate.mirror, request.label,
-                " ".join(str(exc).split()), candidates[number].mirror or "upstream",
+                "mirror %s failed for %s (%s); trying %s",
+                candidate.mirror,
+                request.label,
+                " ".join(str(exc).split()),
+                candidates[number].mirror or "upstream",
             )
     raise AssertionError("unreachable")
 
@@ -570,7 +590,11 @@ def _registry_mirror(
     if request.alias is not None and request.snapshot and request.arch:
         tag = cache_stem(request.alias, request.snapshot, request.arch)
     resolved = blob_source_for(
-        base, request.expected.sha256, tag, settings, sha512=request.expected.sha512,
+        base,
+        request.expected.sha256,
+        tag,
+        settings,
+        sha512=request.expected.sha512,
         arch=request.arch,
     )
     if resolved is None:

@@ -30,5 +30,3 @@ def default_cache_dir() -> Path:
 
 def resolve_cache_dir(cache_dir: Union[str, os.PathLike[str], None]) -> Path:
     return Path(cache_dir) if cache_dir is not None else default_cache_dir()
-
-

@@ -37,8 +37,10 @@ def parse_digest(value: object, algorithm: str, *, what: str = "") -> str:
     if digits is None:
         raise DigestError(f"{where}unknown digest algorithm {algorithm!r} (known: sha256, sha512)")
     if not isinstance(value, str):
-        raise DigestError(f"{where}{algorithm} must be a string of {digits} hex digits, got "
-                          f"{type(value).__name__}")
+        raise DigestError(
+            f"{where}{algorithm} must be a string of {digits} hex digits, got "
+            f"{type(value).__name__}"
+        )
     text = value.strip().lower()
     if len(text) != digits or not _HEX.issuperset(text):
         raise DigestError(f"{where}{algorithm} must be {digits} hexadecimal digits, got {value!r}")

@@ -16,7 +16,9 @@ from .catalog import ARCHES, ImageInfo, snapshot_of
 from .sidecar import read_sidecar
 
 _PARTIAL_GLOBS = (
-    "*" + cachefiles.PART, "*" + cachefiles.PART_META, "*" + cachefiles.LAYER,
+    "*" + cachefiles.PART,
+    "*" + cachefiles.PART_META,
+    "*" + cachefiles.LAYER,
     cachefiles.STALE_GLOB,
 )
 
@@ -39,23 +41,33 @@ class Entry:
 
 def _pinned_stems(entries: Mapping[str, ImageInfo]) -> Dict[str, Tuple[str, str, str]]:
     return {
-        cachefiles.cache_stem(alias, snapshot_of(info, arch), arch):
-            (alias, snapshot_of(info, arch), arch)
+        cachefiles.cache_stem(alias, snapshot_of(info, arch), arch): (
+            alias,
+            snapshot_of(info, arch),
+            arch,
+        )
         for alias, info in entries.items()
         for arch in info.arch
     }
 
 
-def _describe(stem: str, sidecar: Dict[str, object], pinned: Dict[str, Tuple[str, str, str]],
-              entries: Mapping[str, ImageInfo]
-              ) -> Tuple[Optional[str], Optional[str], Optional[str], Optional[bool]]:
+def _describe(
+    stem: str,
+    sidecar: Dict[str, object],
+    pinned: Dict[str, Tuple[str, str, str]],
+    entries: Mapping[str, ImageInfo],
+) -> Tuple[Optional[str], Optional[str], Optional[str], Optional[bool]]:
     if stem in pinned:
         p_alias, p_snapshot, p_arch = pinned[stem]
         return p_alias, p_snapshot, p_arch, True
     alias, snapshot, arch = (sidecar.get(k) for k in ("alias", "snapshot", "arch"))
     if isinstance(alias, str):
-        return (alias, snapshot if isinstance(snapshot, str) else None,
-                arch if isinstance(arch, str) else None, False)
+        return (
+            alias,
+            snapshot if isinstance(snapshot, str) else None,
+            arch if isinstance(arch, str) else None,
+            False,
+        )
     if sidecar.get("url") is not None or cachefiles.is_url_stem(stem):
         return None, None, None, None
     for key in ARCHES:
@@ -139,8 +151,14 @@ def prune(
     return result
 
 
-def _remove_unless_locked(files: List[Path], locks: List[Path], result: PruneResult,
-                          dry_run: bool, *, keep_locks: bool = False) -> None:
+def _remove_unless_locked(
+    files: List[Path],
+    locks: List[Path],
+    result: PruneResult,
+    dry_run: bool,
+    *,
+    keep_locks: bool = False,
+) -> None:
     held: List[FileLock] = []
     try:
         for path in locks:

@@ -16,8 +16,17 @@ from .cachefiles import SIDECAR
 
 #: The fields ensure records (unknown ones from newer versions are kept when reading).
 FIELDS = (
-    "url", "sha256", "sha512", "verified", "alias", "snapshot", "arch", "source_format",
-    "size", "created", "fallback_from",
+    "url",
+    "sha256",
+    "sha512",
+    "verified",
+    "alias",
+    "snapshot",
+    "arch",
+    "source_format",
+    "size",
+    "created",
+    "fallback_from",
 )
 
 

@@ -51,9 +51,25 @@ from urllib.parse import urlsplit
 __all__ = ["FaultServer", "Request", "FAULTS", "make_cert"]
 
 FAULTS = (
-    "ok", "drop", "short", "stall", "ignore_range", "bad_start", "bad_total", "new_etag",
-    "replace", "416",
-    "503", "429", "500", "404", "403", "redirect", "redirect_loop", "downgrade", "weak_etag",
+    "ok",
+    "drop",
+    "short",
+    "stall",
+    "ignore_range",
+    "bad_start",
+    "bad_total",
+    "new_etag",
+    "replace",
+    "416",
+    "503",
+    "429",
+    "500",
+    "404",
+    "403",
+    "redirect",
+    "redirect_loop",
+    "downgrade",
+    "weak_etag",
 )
 _CHUNK = 64 << 10
 
@@ -198,16 +214,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if proxied:
             parts = urlsplit(target)
             target = parts.path + (f"?{parts.query}" if parts.query else "")
-        self.fs._log[self._slot] = (
-            Request(
-                target,
-                self.headers.get("Range", ""),
-                self.headers.get("If-Range", ""),
-                status,
-                sent,
-                proxied,
-                self.headers.get("Accept-Encoding", ""),
-            )
+        self.fs._log[self._slot] = Request(
+            target,
+            self.headers.get("Range", ""),
+            self.headers.get("If-Range", ""),
+            status,
+            sent,
+            proxied,
+            self.headers.get("Accept-Encoding", ""),
         )
 
     def _plain(self, status: int, headers: Tuple[Tuple[str, str], ...] = ()) -> None:
@@ -309,9 +323,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             # Reset, but only once the client has had time to read what was sent: a reset
             # discards data still unread in the receiver's socket buffer.
             time.sleep(0.1)
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         if fault in ("drop", "short", "stall"):
             self.close_connection = True
 
@@ -348,9 +360,22 @@ def make_cert(directory: Path) -> Tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
         ],
         check=True,
         capture_output=True,

@@ -101,8 +101,9 @@ class Nginx:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 return False
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.5
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
             ):
                 return True
             time.sleep(0.02)

@@ -37,14 +37,16 @@ def setup(fake: FakeUpstream, tmp: Path, *, newer: bool = True) -> Dict[str, Any
         fake.remove(path)
     entry["snapshot"] = OLD
     for arch, slot in entry["arch"].items():
-        old = fu.publish_snapshot(fake, "debian", [arch], version="12", codename="bookworm",
-                                  snapshot=OLD)[arch]
+        old = fu.publish_snapshot(
+            fake, "debian", [arch], version="12", codename="bookworm", snapshot=OLD
+        )[arch]
         slot["url"] = fake.url(old)
         slot["sha512"] = fake.sha(old, "sha512")
     (tmp / "catalog.json").write_text(json.dumps(doc))
     if newer:
-        published = fu.publish_snapshot(fake, "debian", list(entry["arch"]), version="12",
-                                        codename="bookworm", snapshot=NEW)
+        published = fu.publish_snapshot(
+            fake, "debian", list(entry["arch"]), version="12", codename="bookworm", snapshot=NEW
+        )
         doc["_new"] = published  # arch -> image path (the test's own note, not catalog data)
     for path in [p for p in fake.files if f"/{OLD}/" in p]:
         fake.remove(path)
@@ -53,8 +55,9 @@ def setup(fake: FakeUpstream, tmp: Path, *, newer: bool = True) -> Dict[str, Any
 
 def ensure(tmp: Path, **kw: Any) -> Path:
     kw.setdefault("settings", FAST)
-    return pyimagecache.ensure("debian-12", tmp / "cache", catalog=tmp / "catalog.json",
-                               arch="amd64", **kw)
+    return pyimagecache.ensure(
+        "debian-12", tmp / "cache", catalog=tmp / "catalog.json", arch="amd64", **kw
+    )
 
 
 def test_pin_gone_uses_the_newer_snapshot_with_a_warning(
@@ -93,8 +96,13 @@ def test_strict_from_the_environment(
     setup(fake, tmp_path)
     monkeypatch.setenv("PYIMAGECACHE_STRICT", "1")
     with pytest.raises(DownloadError, match="strict mode forbids a fallback"):
-        pyimagecache.ensure("debian-12", tmp_path / "cache", catalog=tmp_path / "catalog.json",
-                            arch="amd64", retries=0)
+        pyimagecache.ensure(
+            "debian-12",
+            tmp_path / "cache",
+            catalog=tmp_path / "catalog.json",
+            arch="amd64",
+            retries=0,
+        )
 
 
 def test_no_newer_snapshot_is_one_clear_error(fake: FakeUpstream, tmp_path: Path) -> None:
@@ -119,8 +127,9 @@ def test_a_mismatch_on_the_pin_itself_is_never_a_reason_to_fall_back(
     fake: FakeUpstream, tmp_path: Path
 ) -> None:
     doc = setup(fake, tmp_path)
-    old_path = fu.publish_snapshot(fake, "debian", ["amd64"], version="12", codename="bookworm",
-                                   snapshot=OLD)["amd64"]  # the pinned file is back ...
+    old_path = fu.publish_snapshot(
+        fake, "debian", ["amd64"], version="12", codename="bookworm", snapshot=OLD
+    )["amd64"]  # the pinned file is back ...
     fake.files[old_path] = b"\0" + fake.files[old_path][1:]  # ... with other bytes
     assert doc["debian-12"]["arch"]["amd64"]["url"] == fake.url(old_path)
     with pytest.raises(ChecksumMismatchError):
@@ -137,9 +146,24 @@ def test_cli_strict_is_one_error_line(fake: FakeUpstream, tmp_path: Path) -> Non
     env = dict(os.environ, PYIMAGECACHE_CATALOG=str(tmp_path / "catalog.json"))
     env.pop("PYIMAGECACHE_STRICT", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pyimagecache", "ensure", "debian-12", "--arch", "amd64",
-         "--cache-dir", str(tmp_path / "cache"), "--strict", "--retries", "0"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pyimagecache",
+            "ensure",
+            "debian-12",
+            "--arch",
+            "amd64",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--strict",
+            "--retries",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("pyimagecache: error: ")]

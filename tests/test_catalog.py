@@ -50,7 +50,9 @@ def test_embedded_catalog_parses_and_matches_its_json() -> None:
         assert info.codename == entry.get("codename", "")
         for arch, image in entry["arch"].items():
             assert info.arch[arch] == catalog.ArchImage(
-                image["url"], image.get("sha256", ""), image.get("sha512", ""),
+                image["url"],
+                image.get("sha256", ""),
+                image.get("sha512", ""),
                 image.get("snapshot", ""),
             )
             assert image["url"].startswith("https://")
@@ -157,9 +159,15 @@ def test_optional_fields_may_be_absent() -> None:
 
 
 @settings(deadline=None, max_examples=60)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                    lambda kids: st.lists(kids, max_size=3)
-                    | st.dictionaries(st.text(max_size=8), kids, max_size=3), max_leaves=12))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda kids: (
+            st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3)
+        ),
+        max_leaves=12,
+    )
+)
 def test_arbitrary_json_gives_catalog_error_or_valid(data: object) -> None:
     # Fuzz both the top level and an entry: only CatalogError may come out, never a TypeError.
     for candidate in (data, {"a": data}, {"a": {**good_entry(), "arch": data}}):
@@ -211,8 +219,16 @@ def test_malformed_user_catalog_raises_from_aliases_not_import(
 
 @pytest.mark.parametrize(
     ("machine", "arch"),
-    [("x86_64", "amd64"), ("AMD64", "amd64"), ("aarch64", "arm64"), ("arm64", "arm64"),
-     ("riscv64", "riscv64"), ("ppc64le", "ppc64le"), ("s390x", "s390x"), ("mips", "mips")],
+    [
+        ("x86_64", "amd64"),
+        ("AMD64", "amd64"),
+        ("aarch64", "arm64"),
+        ("arm64", "arm64"),
+        ("riscv64", "riscv64"),
+        ("ppc64le", "ppc64le"),
+        ("s390x", "s390x"),
+        ("mips", "mips"),
+    ],
 )
 def test_machine_to_arch(machine: str, arch: str) -> None:
     assert catalog.normalize_arch(machine) == arch
@@ -255,8 +271,11 @@ def test_cache_names_for_every_pinned_alias() -> None:
         ("https://h/a/x.raw?sig=1#frag", "x", ".raw"),
         ("https://h/a/x.qcow2", "x", ".qcow2"),
         ("https://h/a/debian-12-nocloud-amd64.tar.xz", "debian-12-nocloud-amd64", ".tar.xz"),
-        ("https://h/a/ubuntu-24.04-server-cloudimg-amd64.img",
-         "ubuntu-24.04-server-cloudimg-amd64", ".img"),
+        (
+            "https://h/a/ubuntu-24.04-server-cloudimg-amd64.img",
+            "ubuntu-24.04-server-cloudimg-amd64",
+            ".img",
+        ),
         ("https://h/a/x.raw.zst", "x", ".raw.zst"),
         ("https://h/a/b%20c.IMG", "b_c", ".img"),
         ("file:///srv/x.iso", "x.iso", ""),
@@ -317,8 +336,11 @@ def test_digest_forms_parse(digests: Dict[str, str]) -> None:
 
 def test_arch_snapshot_override_and_snapshot_of() -> None:
     entry = good_entry()
-    entry["arch"]["arm64"] = {"url": "https://e.org/a.qcow2", "sha256": "cd" * 32,
-                              "snapshot": "20250703-2162"}
+    entry["arch"]["arm64"] = {
+        "url": "https://e.org/a.qcow2",
+        "sha256": "cd" * 32,
+        "snapshot": "20250703-2162",
+    }
     info = catalog.parse_catalog({"a": entry}, embedded=True)["a"]
     assert info.arch["arm64"].snapshot == "20250703-2162"
     assert catalog.snapshot_of(info, "arm64") == "20250703-2162"
@@ -349,8 +371,16 @@ def test_every_alias_resolves_for_each_arch_it_lists() -> None:
 
 @pytest.mark.parametrize(
     ("machine", "arch"),
-    [("x86_64", "amd64"), ("amd64", "amd64"), ("aarch64", "arm64"), ("arm64", "arm64"),
-     ("riscv64", "riscv64"), ("ppc64le", "ppc64le"), ("ppc64el", "ppc64le"), ("s390x", "s390x")],
+    [
+        ("x86_64", "amd64"),
+        ("amd64", "amd64"),
+        ("aarch64", "arm64"),
+        ("arm64", "arm64"),
+        ("riscv64", "riscv64"),
+        ("ppc64le", "ppc64le"),
+        ("ppc64el", "ppc64le"),
+        ("s390x", "s390x"),
+    ],
 )
 def test_platform_machine_maps_to_a_listed_arch(
     machine: str, arch: str, monkeypatch: pytest.MonkeyPatch

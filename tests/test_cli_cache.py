@@ -43,8 +43,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Tuple[int, str, str]:
     return code, out, err
 
 
-def test_list_plain_and_json(capsys: pytest.CaptureFixture[str],
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_list_plain_and_json(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PYIMAGECACHE_CATALOG", raising=False)
     embedded = json.loads(files("pyimagecache").joinpath("catalog.json").read_text())
     code, out, _ = run(capsys, "list")
@@ -85,8 +86,9 @@ def test_ensure_url_with_sha256(env: Env, capsys: pytest.CaptureFixture[str]) ->
         (["ensure", "cli", "--arch", "riscv64"], "no image for arch 'riscv64'"),
     ],
 )
-def test_ensure_errors_are_one_line(env: Env, capsys: pytest.CaptureFixture[str],
-                                    argv: List[str], message: str) -> None:
+def test_ensure_errors_are_one_line(
+    env: Env, capsys: pytest.CaptureFixture[str], argv: List[str], message: str
+) -> None:
     env.publish("cli", "cli.raw", disk_image(), arches=("amd64",))
     code, out, err = run(capsys, *argv)
     assert code == 1 and out == ""
@@ -115,8 +117,9 @@ def test_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert dst.stat().st_size == 8 * MiB
 
 
-def test_copy_sync(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_copy_sync(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "base.raw"
     src.write_bytes(b"boot" * 1024)
     seen: List[bool] = []
@@ -151,8 +154,9 @@ def populated(env: Env) -> Dict[str, Path]:
     c = env.cache
     paths = {
         "pinned": fake_entry(c, "deb-20260701-1-amd64", {"alias": "deb", "url": "u"}),
-        "old": fake_entry(c, "deb-20260101-1-amd64",
-                          {"alias": "deb", "snapshot": "20260101-1", "arch": "amd64"}),
+        "old": fake_entry(
+            c, "deb-20260101-1-amd64", {"alias": "deb", "snapshot": "20260101-1", "arch": "amd64"}
+        ),
         "gone": fake_entry(c, "dropped-5-arm64", {}),
         "url": fake_entry(c, "x-0123456789ab", {"url": "https://e/x.raw", "alias": None}),
     }
@@ -171,13 +175,15 @@ def populated(env: Env) -> Dict[str, Path]:
     return paths
 
 
-def test_cache_list(env: Env, populated: Dict[str, Path], capsys: pytest.CaptureFixture[str]
-                    ) -> None:
+def test_cache_list(
+    env: Env, populated: Dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(capsys, "cache", "list", "--json")
     assert code == 0
     rows = {Path(r["path"]).name: r for r in json.loads(out)}
-    assert set(rows) == {p.name for k, p in populated.items() if k in ("pinned", "old", "gone",
-                                                                       "url")}
+    assert set(rows) == {
+        p.name for k, p in populated.items() if k in ("pinned", "old", "gone", "url")
+    }
     assert rows["deb-20260701-1-amd64.raw"]["pinned"] is True
     assert rows["deb-20260701-1-amd64.raw"]["snapshot"] == "20260701-1"
     assert rows["deb-20260101-1-amd64.raw"]["pinned"] is False
@@ -188,12 +194,14 @@ def test_cache_list(env: Env, populated: Dict[str, Path], capsys: pytest.Capture
     code, out, _ = run(capsys, "cache", "list")
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "APPARENT", "ALLOCATED", "SNAPSHOT", "PINNED"]
-    assert any(line.startswith("deb-20260101-1-amd64.raw") and line.endswith("no")
-               for line in lines)
+    assert any(
+        line.startswith("deb-20260101-1-amd64.raw") and line.endswith("no") for line in lines
+    )
 
 
-def test_cache_prune(env: Env, populated: Dict[str, Path], capsys: pytest.CaptureFixture[str]
-                     ) -> None:
+def test_cache_prune(
+    env: Env, populated: Dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     before = sorted(p.name for p in env.cache.iterdir())
     code, out, _ = run(capsys, "cache", "prune", "--dry-run")
     assert code == 0 and "would remove" in out
@@ -210,10 +218,13 @@ def test_cache_prune(env: Env, populated: Dict[str, Path], capsys: pytest.Captur
     assert (env.cache / "deb-20260701-1-amd64.raw.json").exists()
 
 
-def test_cache_prune_skips_locked(env: Env, populated: Dict[str, Path],
-                                  capsys: pytest.CaptureFixture[str]) -> None:
-    with FileLock(env.cache / "deb-20260101-1-amd64.raw.lock"), \
-            FileLock(env.cache / "deb-20260701-1-amd64.raw.lock"):
+def test_cache_prune_skips_locked(
+    env: Env, populated: Dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (
+        FileLock(env.cache / "deb-20260101-1-amd64.raw.lock"),
+        FileLock(env.cache / "deb-20260701-1-amd64.raw.lock"),
+    ):
         code, out, _ = run(capsys, "cache", "prune")
     assert code == 0 and "in use" in out
     for key in ("old", "old_source", "partial", "temp"):
@@ -221,8 +232,9 @@ def test_cache_prune_skips_locked(env: Env, populated: Dict[str, Path],
     assert not populated["gone"].exists()
 
 
-def test_cache_commands_on_missing_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_commands_on_missing_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PYIMAGECACHE_CACHE_DIR", str(tmp_path / "none"))
     assert run(capsys, "cache", "list", "--json")[:2] == (0, "[]\n")
     assert run(capsys, "cache", "prune")[0] == 0
@@ -230,8 +242,7 @@ def test_cache_commands_on_missing_dir(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 # Not lzma: argparse's help formatter imports shutil, which imports bz2 and lzma (~1 ms).
-HEAVY = ("urllib3", "tarfile", "pyimagecache.download", "pyimagecache.qcow2",
-         "pyimagecache.unpack")
+HEAVY = ("urllib3", "tarfile", "pyimagecache.download", "pyimagecache.qcow2", "pyimagecache.unpack")
 
 
 def test_ensure_hit_is_fast_and_imports_nothing_heavy(env: Env) -> None:
@@ -244,14 +255,21 @@ def test_ensure_hit_is_fast_and_imports_nothing_heavy(env: Env) -> None:
         again = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
         timings.append(time.perf_counter() - start)
         assert again.stdout == first.stdout
-    traced = subprocess.run([sys.executable, "-X", "importtime", *cmd[1:]], capture_output=True,
-                            text=True, check=True, env=os.environ)
-    imported = {line.split("|")[-1].strip() for line in traced.stderr.splitlines()
-                if line.startswith("import time:")}
+    traced = subprocess.run(
+        [sys.executable, "-X", "importtime", *cmd[1:]],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ,
+    )
+    imported = {
+        line.split("|")[-1].strip()
+        for line in traced.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
     # The bar is 150 ms on an idle machine; shared CI cores get headroom.
     assert min(timings) < 0.5, timings
-
 
 
 def test_list_into_a_closed_pipe_is_quiet() -> None:
@@ -260,8 +278,13 @@ def test_list_into_a_closed_pipe_is_quiet() -> None:
     read_fd, write_fd = os.pipe()
     os.close(read_fd)
     try:
-        proc = subprocess.run([sys.executable, "-m", "pyimagecache", "list"], stdout=write_fd,
-                              stderr=subprocess.PIPE, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pyimagecache", "list"],
+            stdout=write_fd,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
     finally:
         os.close(write_fd)
     assert proc.stderr == "", proc.stderr

@@ -349,10 +349,16 @@ def test_convert_and_copy_do_not_import_logging(tmp_path: Path, command: str) ->
     dst = tmp_path / "out.raw"
     traced = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "pyimagecache", command, str(src), str(dst)],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     assert traced.returncode == 0, traced.stderr
     assert dst.exists()
-    imported = {line.split("|")[-1].strip() for line in traced.stderr.splitlines()
-                if line.startswith("import time:")}
+    imported = {
+        line.split("|")[-1].strip()
+        for line in traced.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert not imported & {"logging", "concurrent.futures"}, sorted(imported)

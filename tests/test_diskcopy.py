@@ -48,14 +48,20 @@ def src(tmp_path: Path) -> Tuple[Path, bytes]:
     rng = random.Random(7)
     path = tmp_path / "base.raw"
     content = make_sparse(
-        path, 64 * MiB, [(0, rng.randbytes(4096)), (10 * MiB, rng.randbytes(3 * MiB + 17)),
-                         (63 * MiB, rng.randbytes(MiB))]
+        path,
+        64 * MiB,
+        [
+            (0, rng.randbytes(4096)),
+            (10 * MiB, rng.randbytes(3 * MiB + 17)),
+            (63 * MiB, rng.randbytes(MiB)),
+        ],
     )
     return path, content
 
 
-def test_size_zero_is_plain_copy_keeping_holes(tmp_path: Path, src: Tuple[Path, bytes],
-                                               method: CopyStrategy) -> None:
+def test_size_zero_is_plain_copy_keeping_holes(
+    tmp_path: Path, src: Tuple[Path, bytes], method: CopyStrategy
+) -> None:
     path, content = src
     dst = tmp_path / "vm.raw"
     assert copy_disk(path, dst, strategy=method) == dst
@@ -93,8 +99,9 @@ def test_replaces_existing_destination(tmp_path: Path, src: Tuple[Path, bytes]) 
 
 
 @pytest.mark.parametrize("existing", [False, True])
-def test_shrink_refused_before_dst_touched(tmp_path: Path, src: Tuple[Path, bytes],
-                                           existing: bool) -> None:
+def test_shrink_refused_before_dst_touched(
+    tmp_path: Path, src: Tuple[Path, bytes], existing: bool
+) -> None:
     path, content = src
     dst = tmp_path / "vm.raw"
     if existing:
@@ -160,24 +167,36 @@ def test_empty_source(tmp_path: Path) -> None:
 @settings(deadline=None, max_examples=25)
 @given(
     size=st.integers(0, 2 * MiB),
-    pieces=st.lists(st.tuples(st.integers(0, 2 * MiB), st.binary(min_size=1, max_size=9000)),
-                    max_size=6),
+    pieces=st.lists(
+        st.tuples(st.integers(0, 2 * MiB), st.binary(min_size=1, max_size=9000)), max_size=6
+    ),
     grow=st.integers(0, MiB),
     use_cfr=st.booleans(),
 )
-def test_copy_roundtrip(tmp_path_factory: pytest.TempPathFactory, size: int,
-                        pieces: List[Tuple[int, bytes]], grow: int, use_cfr: bool) -> None:
+def test_copy_roundtrip(
+    tmp_path_factory: pytest.TempPathFactory,
+    size: int,
+    pieces: List[Tuple[int, bytes]],
+    grow: int,
+    use_cfr: bool,
+) -> None:
     work = tmp_path_factory.mktemp("cp")
     content = make_sparse(work / "s", size, pieces)
-    methods = ("copy_file_range", "read") if use_cfr and hasattr(os, "copy_file_range") else (
-        "read",)
-    copy_disk(work / "s", work / "d", size=size + grow if grow else 0,
-              strategy=CopyStrategy(methods=methods))
+    methods = (
+        ("copy_file_range", "read") if use_cfr and hasattr(os, "copy_file_range") else ("read",)
+    )
+    copy_disk(
+        work / "s",
+        work / "d",
+        size=size + grow if grow else 0,
+        strategy=CopyStrategy(methods=methods),
+    )
     assert (work / "d").read_bytes() == content + bytes(grow)
 
 
-def test_copy_file_range_unsupported_falls_back(tmp_path: Path, src: Tuple[Path, bytes],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_copy_file_range_unsupported_falls_back(
+    tmp_path: Path, src: Tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import errno
 
     if not hasattr(os, "copy_file_range"):
@@ -196,8 +215,16 @@ def test_copy_file_range_unsupported_falls_back(tmp_path: Path, src: Tuple[Path,
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("20G", 20 << 30), ("512M", 512 << 20), ("512MiB", 512 << 20), ("1T", 1 << 40),
-     ("4096", 4096), ("10k", 10 << 10), ("3GB", 3 << 30), (" 7 ", 7)],
+    [
+        ("20G", 20 << 30),
+        ("512M", 512 << 20),
+        ("512MiB", 512 << 20),
+        ("1T", 1 << 40),
+        ("4096", 4096),
+        ("10k", 10 << 10),
+        ("3GB", 3 << 30),
+        (" 7 ", 7),
+    ],
 )
 def test_parse_size(text: str, value: int) -> None:
     assert parse_size(text) == value

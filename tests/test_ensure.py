@@ -126,8 +126,9 @@ def qcow2_of(tmp: Path, data: bytes) -> bytes:
     qemu_img = require_tool("qemu-img")
     raw, q = tmp / "q-src.raw", tmp / "q-src.qcow2"
     raw.write_bytes(data)
-    subprocess.run([qemu_img, "convert", "-f", "raw", "-O", "qcow2", "-c", str(raw), str(q)],
-                   check=True)
+    subprocess.run(
+        [qemu_img, "convert", "-f", "raw", "-O", "qcow2", "-c", str(raw), str(q)], check=True
+    )
     out = q.read_bytes()
     raw.unlink()
     q.unlink()
@@ -145,14 +146,24 @@ class Env:
         self.catalog_path = tmp / "catalog.json"
         self.catalog: Dict[str, Any] = {}
 
-    def publish(self, alias: str, filename: str, data: bytes, *, snapshot: str = "20260601-1",
-                sha256: Optional[str] = None, arches: Tuple[str, ...] = ("amd64", "arm64")
-                ) -> str:
+    def publish(
+        self,
+        alias: str,
+        filename: str,
+        data: bytes,
+        *,
+        snapshot: str = "20260601-1",
+        sha256: Optional[str] = None,
+        arches: Tuple[str, ...] = ("amd64", "arm64"),
+    ) -> str:
         (self.www / filename).write_bytes(data)
         digest = sha256 or hashlib.sha256(data).hexdigest()
         url = f"{self.server.base}/{filename}"
         self.catalog[alias] = {
-            "distro": "test", "version": "1", "snapshot": snapshot, "bumped_at": "2026-06-10",
+            "distro": "test",
+            "version": "1",
+            "snapshot": snapshot,
+            "bumped_at": "2026-06-10",
             "arch": {a: {"url": url, "sha256": digest} for a in arches},
         }
         self.catalog_path.write_text(json.dumps(self.catalog))
@@ -381,8 +392,17 @@ def test_file_url(env: Env, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "tail", ["..", "../..", "..%2f..%2fetc%2fpasswd", "%2e%2e", ".hidden.raw", "a%00b.raw",
-             "x.raw%2f..", "%2fetc%2fpasswd"]
+    "tail",
+    [
+        "..",
+        "../..",
+        "..%2f..%2fetc%2fpasswd",
+        "%2e%2e",
+        ".hidden.raw",
+        "a%00b.raw",
+        "x.raw%2f..",
+        "%2fetc%2fpasswd",
+    ],
 )
 def test_url_path_traversal_stays_in_cache(env: Env, tail: str) -> None:
     names = url_names(f"{env.server.base}/{tail}")
@@ -400,9 +420,18 @@ def test_url_path_traversal_stays_in_cache(env: Env, tail: str) -> None:
     ("alias", "snapshot"), [("../../evil", "1"), ("ok", "../../../tmp/x"), ("ok", "/abs")]
 )
 def test_catalog_path_traversal_rejected(env: Env, alias: str, snapshot: str) -> None:
-    env.catalog_path.write_text(json.dumps({alias: {
-        "distro": "d", "version": "1", "snapshot": snapshot,
-        "arch": {"amd64": {"url": f"{env.server.base}/x.raw", "sha256": "a" * 64}}}}))
+    env.catalog_path.write_text(
+        json.dumps(
+            {
+                alias: {
+                    "distro": "d",
+                    "version": "1",
+                    "snapshot": snapshot,
+                    "arch": {"amd64": {"url": f"{env.server.base}/x.raw", "sha256": "a" * 64}},
+                }
+            }
+        )
+    )
     with pytest.raises(CatalogError, match="file-name safe"):
         env.ensure(alias)
     assert not env.cache.exists() and env.server.requests == []
@@ -475,8 +504,12 @@ def test_resumes_from_a_partial(env: Env) -> None:
 
     dest = env.cache / alias_names("p", "20260601-1", "amd64", f"{env.server.base}/p.raw").source
     with pytest.raises(Stop):
-        fetch(f"{env.server.base}/p.raw", dest, sha256=hashlib.sha256(image).hexdigest(),
-              progress=stop_half_way)
+        fetch(
+            f"{env.server.base}/p.raw",
+            dest,
+            sha256=hashlib.sha256(image).hexdigest(),
+            progress=stop_half_way,
+        )
     assert not dest.exists()
     assert env.ensure("p").read_bytes() == image
     ranges = env.server.gets("p.raw")

@@ -15,8 +15,11 @@ import pytest
 from pyimagecache import errors
 
 CLASSES = sorted(
-    (obj for obj in vars(errors).values()
-     if inspect.isclass(obj) and issubclass(obj, errors.ImageCacheError)),
+    (
+        obj
+        for obj in vars(errors).values()
+        if inspect.isclass(obj) and issubclass(obj, errors.ImageCacheError)
+    ),
     key=lambda c: c.__name__,
 )
 
@@ -25,13 +28,24 @@ ARGS: Dict[str, Any] = {
     "UnsupportedFormatError": (("disk.img", "qed", ("raw", "qcow2")), {}),
     "InsufficientSpaceError": (("/cache/x.raw", 10, 3, "converting"), {}),
     "MissingExtraError": (("zstd data", "zstd", "zstandard"), {}),
-    "DownloadError": (("boom",), {"url": "https://h/x", "path": "/p", "done": 5, "total": 9,
-                                  "status": 404}),
+    "DownloadError": (
+        ("boom",),
+        {"url": "https://h/x", "path": "/p", "done": 5, "total": 9, "status": 404},
+    ),
     "ChecksumMismatchError": (("https://h/x", "a" * 128, "b" * 128, "/p", "sha512"), {}),
-    "RegistryError": (("denied",), {"registry": "r.example", "repository": "img",
-                                    "url": "https://r.example/v2/", "status": 403}),
-    "NoMatchingPlatformError": (("no riscv64",), {"platforms": ("linux/amd64", "linux/arm64"),
-                                                   "registry": "r.example", "repository": "img"}),
+    "RegistryError": (
+        ("denied",),
+        {
+            "registry": "r.example",
+            "repository": "img",
+            "url": "https://r.example/v2/",
+            "status": 403,
+        },
+    ),
+    "NoMatchingPlatformError": (
+        ("no riscv64",),
+        {"platforms": ("linux/amd64", "linux/arm64"), "registry": "r.example", "repository": "img"},
+    ),
 }
 
 
@@ -96,8 +110,13 @@ BAD_USAGE: List[List[str]] = [
 
 
 def cli(*args: str, env: Any = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pyimagecache", *args], capture_output=True,
-                          text=True, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "pyimagecache", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("argv", BAD_USAGE, ids=lambda a: " ".join(a[:1] + a[3:]))

@@ -36,8 +36,6 @@ REPO = Path(__file__).resolve().parent.parent
 SIZE = 400_000
 
 
-
-
 @pytest.fixture
 def data() -> bytes:
     return random.Random(7).randbytes(SIZE)
@@ -309,13 +307,21 @@ def test_cli_fetch(server: FaultServer, data: bytes, tmp_path: Path) -> None:
     dest = tmp_path / "disk.img"
     ok = run_child(
         "from pyimagecache.cli import main; raise SystemExit(main())",
-        "fetch", server.url, str(dest), "--sha256", sha(data),
+        "fetch",
+        server.url,
+        str(dest),
+        "--sha256",
+        sha(data),
     )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == str(dest) and dest.read_bytes() == data
     bad = run_child(
         "from pyimagecache.cli import main; raise SystemExit(main())",
-        "fetch", server.url, str(tmp_path / "b.img"), "--sha256", "0" * 64,
+        "fetch",
+        server.url,
+        str(tmp_path / "b.img"),
+        "--sha256",
+        "0" * 64,
     )
     assert bad.returncode == 1
     assert bad.stderr.startswith("pyimagecache: error: SHA-256 mismatch for " + server.url)
@@ -327,7 +333,9 @@ def test_cli_progress_bar_on_a_terminal(data: bytes, tmp_path: Path) -> None:
     with FaultServer(data, rate=SIZE / 1.0) as srv:
         child = subprocess.Popen(
             [sys.executable, "-m", "pyimagecache", "fetch", srv.url, str(tmp_path / "d.img")],
-            stdout=subprocess.PIPE, stderr=slave, cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            cwd=REPO,
         )
         os.close(slave)
         seen = b""

@@ -29,8 +29,6 @@ read_url = functools.partial(download.read_url, settings=FAST)
 SIZE = 300_000
 
 
-
-
 @pytest.fixture
 def data() -> bytes:
     return random.Random(SIZE).randbytes(SIZE)
@@ -91,8 +89,12 @@ def test_failed_call_resumes_on_the_next_call(
     part = tmp_path / "disk.img.part"
     assert part.read_bytes() == data[:120_000]
     meta = json.loads((tmp_path / "disk.img.part.meta").read_text())
-    assert meta == {"url": server.url, "etag": server.etag,
-                    "last_modified": server.last_modified, "total": SIZE}
+    assert meta == {
+        "url": server.url,
+        "etag": server.etag,
+        "last_modified": server.last_modified,
+        "total": SIZE,
+    }
     fetch(server.url, dest, sha256=sha(data))
     assert dest.read_bytes() == data
     assert server.log[-1].range == "bytes=120000-" and server.log[-1].sent == SIZE - 120_000
@@ -119,7 +121,9 @@ def test_a_206_for_the_wrong_range_is_refused(
     dest = fetch(server.url, tmp_path / "disk.img", sha256=sha(data))
     assert dest.read_bytes() == data
     assert [(r.status, r.range) for r in server.log] == [
-        (200, ""), (206, "bytes=50000-"), (200, "")
+        (200, ""),
+        (206, "bytes=50000-"),
+        (200, ""),
     ]
 
 
@@ -157,9 +161,7 @@ def test_416_with_an_incomplete_partial_starts_over(
     server.schedule("short:1000", "416")
     dest = fetch(server.url, tmp_path / "disk.img", sha256=sha(data))
     assert dest.read_bytes() == data
-    assert [(r.status, r.range) for r in server.log] == [
-        (200, ""), (416, "bytes=1000-"), (200, "")
-    ]
+    assert [(r.status, r.range) for r in server.log] == [(200, ""), (416, "bytes=1000-"), (200, "")]
 
 
 def test_416_without_a_partial_fails_at_once(server: FaultServer, tmp_path: Path) -> None:
@@ -342,7 +344,9 @@ def test_hash_url_resumes_and_restarts(server: FaultServer, data: bytes) -> None
     got = hash_url(server.url, ("sha256", "sha512"))
     assert got == {"sha256": sha(data), "sha512": hashlib.sha512(data).hexdigest()}
     assert [(r.status, r.range) for r in server.log] == [
-        (200, ""), (206, "bytes=100000-"), (200, "bytes=250000-")
+        (200, ""),
+        (206, "bytes=100000-"),
+        (200, "bytes=250000-"),
     ]
     # A bad algorithm is a usage error from the hashing module, as from every entry point.
     with pytest.raises(DigestError, match="unknown hash algorithm"):

@@ -36,9 +36,20 @@ FAULT = st.one_of(
     st.builds("short:{}".format, _offsets),
     st.sampled_from(
         [
-            "stall:0.3", "ignore_range", "bad_start", "bad_total", "new_etag", "replace", "416",
+            "stall:0.3",
+            "ignore_range",
+            "bad_start",
+            "bad_total",
+            "new_etag",
+            "replace",
+            "416",
             "503:0",
-            "429", "500", "404", "redirect", "redirect_loop", "weak_etag",
+            "429",
+            "500",
+            "404",
+            "redirect",
+            "redirect_loop",
+            "weak_etag",
         ]
     ),
 )
@@ -48,8 +59,6 @@ FAULT = st.one_of(
 def server() -> Iterator[FaultServer]:
     with FaultServer(DATA) as srv:
         yield srv
-
-
 
 
 @settings(
@@ -74,8 +83,9 @@ def test_any_fault_schedule(
         dest = Path(tmp, "disk.img")
         part = Path(tmp, "disk.img.part")
         try:
-            fetch(server.url, dest, sha256=SHA if verify else None, retries=retries,
-                  timeout=(5, 0.1))
+            fetch(
+                server.url, dest, sha256=SHA if verify else None, retries=retries, timeout=(5, 0.1)
+            )
         except ChecksumMismatchError as exc:
             assert replaced and verify and (exc.expected, exc.actual) == (SHA, _sha(REVERSED))
             assert not dest.exists() and not part.exists()
@@ -88,8 +98,9 @@ def test_any_fault_schedule(
             meta = Path(tmp, "disk.img.part.meta")
             resumable = held and meta.exists() and json.loads(meta.read_text())["etag"]
         else:
-            assert dest.read_bytes() == DATA or (replaced and not verify and
-                                                 dest.read_bytes() == REVERSED)
+            assert dest.read_bytes() == DATA or (
+                replaced and not verify and dest.read_bytes() == REVERSED
+            )
             assert not part.exists()
             return
         # The next call, without faults, finishes and transfers only what is missing.

@@ -54,10 +54,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     with RegistryServer(work / "registry") as reg:
         disk = raw_disk(4 * MiB, 1)
         layout = OciLayout(work / "layout")
-        layout.tag("demo", layout.image(
-            [(containerdisk_layer({"disk/disk.qcow2": qcow2_of(work, disk)}), LAYER_GZIP)]))
-        skopeo_copy(f"oci:{layout.root}:demo", f"docker://{reg.address}/containerdisks/demo:1",
-                    work, "--dest-tls-verify=false")
+        layout.tag(
+            "demo",
+            layout.image(
+                [(containerdisk_layer({"disk/disk.qcow2": qcow2_of(work, disk)}), LAYER_GZIP)]
+            ),
+        )
+        skopeo_copy(
+            f"oci:{layout.root}:demo",
+            f"docker://{reg.address}/containerdisks/demo:1",
+            work,
+            "--dest-tls-verify=false",
+        )
         yield Fleet(reg, work, disk)
 
 
@@ -74,7 +82,7 @@ def test_ensure_a_containerdisk_by_tag_and_by_digest(fleet: Fleet, tmp_path: Pat
     again = pyimagecache.ensure(pinned, tmp_path / "c", arch="amd64", settings=FAST)
     assert again == raw  # named by the digest the tag resolved to: the same entry
     # docker:// is skopeo's spelling of the same thing.
-    docker = "docker://" + ref[len("oci://"):]
+    docker = "docker://" + ref[len("oci://") :]
     assert pyimagecache.ensure(docker, tmp_path / "c", arch="amd64", settings=FAST) == raw
 
 
@@ -96,8 +104,12 @@ def test_a_moved_tag_is_a_miss(fleet: Fleet, tmp_path: Path) -> None:
 
 def test_no_image_for_our_arch_names_the_platforms(fleet: Fleet, tmp_path: Path) -> None:
     with pytest.raises(NoMatchingPlatformError, match="linux/amd64"):
-        pyimagecache.ensure(fleet.registry.ref("containerdisks/demo:1"), tmp_path / "c",
-                            arch="riscv64", settings=FAST)
+        pyimagecache.ensure(
+            fleet.registry.ref("containerdisks/demo:1"),
+            tmp_path / "c",
+            arch="riscv64",
+            settings=FAST,
+        )
     assert not list((tmp_path / "c").glob("*.raw")) if (tmp_path / "c").exists() else True
 
 
@@ -111,16 +123,29 @@ def catalog_for(tmp: Path, url: str, data: bytes, *, sha512_only: bool = False) 
     else:
         pins["sha256"] = hashlib.sha256(data).hexdigest()
     path = tmp / "catalog.json"
-    path.write_text(json.dumps({"appliance": {
-        "distro": "test", "version": "1", "snapshot": "20260601-1",
-        "arch": {"amd64": pins},
-    }}))
+    path.write_text(
+        json.dumps(
+            {
+                "appliance": {
+                    "distro": "test",
+                    "version": "1",
+                    "snapshot": "20260601-1",
+                    "arch": {"amd64": pins},
+                }
+            }
+        )
+    )
     return path
 
 
 def cli(*args: str, env: Dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pyimagecache", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pyimagecache", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("sha512_only", [False, True], ids=["sha256-pin", "sha512-pin"])
@@ -133,15 +158,24 @@ def test_push_once_then_ensure_with_upstream_down(
         repo = f"oci://{fleet.registry.address}/fleet-{'512' if sha512_only else '256'}"
         env = dict(os.environ, PYIMAGECACHE_CATALOG=str(catalog))
         env.pop("PYIMAGECACHE_MIRRORS", None)
-        pushed = cli("push", "appliance", repo, "--arch", "amd64",
-                     "--cache-dir", str(tmp_path / "runner1"), env=env)
+        pushed = cli(
+            "push",
+            "appliance",
+            repo,
+            "--arch",
+            "amd64",
+            "--cache-dir",
+            str(tmp_path / "runner1"),
+            env=env,
+        )
         assert pushed.returncode == 0, pushed.stderr
         assert ":appliance-20260601-1-amd64@sha256:" in pushed.stdout
         first = (tmp_path / "runner1" / "appliance-20260601-1-amd64.raw").read_bytes()
     # upstream is gone now: runner 2 has only the registry.
     env2 = dict(env, PYIMAGECACHE_MIRRORS=repo)
-    done = cli("ensure", "appliance", "--arch", "amd64", "--cache-dir",
-               str(tmp_path / "runner2"), env=env2)
+    done = cli(
+        "ensure", "appliance", "--arch", "amd64", "--cache-dir", str(tmp_path / "runner2"), env=env2
+    )
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr.lower() and "failed" not in done.stderr
     assert Path(done.stdout.strip()).read_bytes() == first
@@ -157,8 +191,14 @@ def test_registry_down_falls_back_to_upstream_with_a_warning(
         catalog = catalog_for(tmp_path, upstream.url, image)
         dead = "oci://127.0.0.1:9/fleet"
         with caplog.at_level(logging.WARNING, "pyimagecache"):
-            raw = pyimagecache.ensure("appliance", tmp_path / "c", catalog=catalog,
-                                      arch="amd64", settings=FAST, mirrors=[dead])
+            raw = pyimagecache.ensure(
+                "appliance",
+                tmp_path / "c",
+                catalog=catalog,
+                arch="amd64",
+                settings=FAST,
+                mirrors=[dead],
+            )
     assert raw.read_bytes() == image
     assert any(dead in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
@@ -170,8 +210,15 @@ def test_registry_without_the_file_and_offline_is_one_clear_error(
     catalog = catalog_for(tmp_path, "https://upstream.invalid/x.raw", image)
     repo = f"oci://{fleet.registry.address}/empty"
     with pytest.raises(DownloadError, match="no mirror had the pinned file"):
-        pyimagecache.ensure("appliance", tmp_path / "c", catalog=catalog, arch="amd64",
-                            settings=FAST, mirrors=[repo], offline=True)
+        pyimagecache.ensure(
+            "appliance",
+            tmp_path / "c",
+            catalog=catalog,
+            arch="amd64",
+            settings=FAST,
+            mirrors=[repo],
+            offline=True,
+        )
     assert not list((tmp_path / "c").glob("*.raw"))
 
 
@@ -180,9 +227,11 @@ def test_prune_knows_a_containerdisk_layer_left_by_a_killed_pull(tmp_path: Path)
 
     cache = tmp_path / "c"
     cache.mkdir()
-    stale = [cache / "demo-abababababab-amd64.img.layer.part",
-             cache / "demo-abababababab-amd64.img.layer.part.meta",
-             cache / "demo-abababababab-amd64.img.layer"]
+    stale = [
+        cache / "demo-abababababab-amd64.img.layer.part",
+        cache / "demo-abababababab-amd64.img.layer.part.meta",
+        cache / "demo-abababababab-amd64.img.layer",
+    ]
     for path in stale:
         path.write_bytes(b"x")
     result = prune(cache, {})

@@ -45,8 +45,11 @@ QEMU_MADE: List[Tuple[str, List[str], str]] = [
     ("qed", ["-f", "qed"], formats.QED),
     ("qcow", ["-f", "qcow"], formats.QCOW),
     ("parallels", ["-f", "parallels"], formats.PARALLELS),
-    ("luks", ["-f", "luks", "--object", "secret,id=s0,data=x", "-o", "key-secret=s0"],
-     formats.LUKS),
+    (
+        "luks",
+        ["-f", "luks", "--object", "secret,id=s0,data=x", "-o", "key-secret=s0"],
+        formats.LUKS,
+    ),
 ]
 
 
@@ -62,9 +65,7 @@ HANDMADE: Dict[str, Tuple[bytes, str]] = {
     "dmg": (_signed((64 << 10) - 512, b"koly\x00\x00\x00\x04"), formats.DMG),
     "vmdk-cowd": (_signed(0, b"COWD\x01\x00\x00\x00"), formats.VMDK),
     "vmdk-sesparse": (_signed(0, b"\xbe\xba\xfe\xca\x00\x00\x00\x00"), formats.VMDK),
-    "vmdk-descriptor": (
-        b"# Disk DescriptorFile\nversion=1\ncreateType=\"vmfs\"\n", formats.VMDK
-    ),
+    "vmdk-descriptor": (b'# Disk DescriptorFile\nversion=1\ncreateType="vmfs"\n', formats.VMDK),
     "zip": (b"", formats.ZIP),  # filled in below: a real archive
 }
 
@@ -211,10 +212,23 @@ def test_ensure_from_a_catalog_refuses_an_unconverted_format(tmp_path: Path) -> 
     served.parent.mkdir()
     served.write_bytes(data)
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps({"q": {
-        "distro": "test", "version": "1", "snapshot": "20260601-1",
-        "arch": {"amd64": {"url": served.as_uri(), "sha256": hashlib.sha256(data).hexdigest()}},
-    }}))
+    catalog.write_text(
+        json.dumps(
+            {
+                "q": {
+                    "distro": "test",
+                    "version": "1",
+                    "snapshot": "20260601-1",
+                    "arch": {
+                        "amd64": {
+                            "url": served.as_uri(),
+                            "sha256": hashlib.sha256(data).hexdigest(),
+                        }
+                    },
+                }
+            }
+        )
+    )
     cache = tmp_path / "cache"
     with pytest.raises(UnsupportedFormatError, match=r"\bq\b.*qed"):
         pyimagecache.ensure("q", cache, catalog=catalog, arch="amd64")
@@ -240,12 +254,15 @@ def test_ensure_refuses_a_descriptor_that_would_read_the_cache(tmp_path: Path) -
     secret = cache / "other-20260601-1-amd64.raw"
     secret.write_bytes(b"another image's bytes" * 1000)
     descriptor = (
-        b'# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n'
+        b"# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
         b'createType="monolithicFlat"\n\n'
         b'RW 40 FLAT "other-20260601-1-amd64.raw" 0\n'
     )
-    for name, blob in (("d.vmdk", descriptor), ("d.vmdk.xz", lzma.compress(descriptor)),
-                       ("d.tar", _tar("disk.vmdk", descriptor))):
+    for name, blob in (
+        ("d.vmdk", descriptor),
+        ("d.vmdk.xz", lzma.compress(descriptor)),
+        ("d.tar", _tar("disk.vmdk", descriptor)),
+    ):
         src = tmp_path / name
         src.write_bytes(blob)
         with pytest.raises(VmdkUnsupportedError, match="VMDK descriptor"):

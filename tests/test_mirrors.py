@@ -46,30 +46,41 @@ def mirror_tree(root: Path, url: str, data: bytes) -> None:
 
 def catalog(tmp: Path, url: str) -> Path:
     path = tmp / "catalog.json"
-    path.write_text(json.dumps({"img": {
-        "distro": "test", "version": "1", "snapshot": "20260601-1",
-        "arch": {"amd64": {"url": url, "sha256": PIN}},
-    }}))
+    path.write_text(
+        json.dumps(
+            {
+                "img": {
+                    "distro": "test",
+                    "version": "1",
+                    "snapshot": "20260601-1",
+                    "arch": {"amd64": {"url": url, "sha256": PIN}},
+                }
+            }
+        )
+    )
     return path
 
 
 def ensure(tmp: Path, url: str, **kw: Any) -> Path:
     kw.setdefault("settings", FAST)
-    return pyimagecache.ensure("img", tmp / "cache", catalog=catalog(tmp, url), arch="amd64",
-                               **kw)
+    return pyimagecache.ensure("img", tmp / "cache", catalog=catalog(tmp, url), arch="amd64", **kw)
 
 
 def test_mirror_layout_and_order() -> None:
-    assert mirror_url("https://m/c/", "https://h:8443/a/b.img?x=1") == "https://m/c/h:8443/a/b.img?x=1"
+    assert (
+        mirror_url("https://m/c/", "https://h:8443/a/b.img?x=1") == "https://m/c/h:8443/a/b.img?x=1"
+    )
     assert mirror_url("https://m", "https://user:pw@h/a") == "https://m/h/a"
     assert mirror_url("oci://r/repo", "https://h/a") is None
     assert mirror_url("https://m", "file:///srv/a") is None
-    got = sources("https://h/a", ["https://m1", "file:///m2", "oci://r/x"], pinned=True,
-                  offline=False)
+    got = sources(
+        "https://h/a", ["https://m1", "file:///m2", "oci://r/x"], pinned=True, offline=False
+    )
     assert [s.url for s in got] == ["https://m1/h/a", "file:///m2/h/a", None, "https://h/a"]
     assert got[2].registry and got[2].mirror == "oci://r/x"  # asked by digest, not by path
-    assert [s.url for s in sources("https://h/a", ["https://m1"], pinned=False,
-                                   offline=False)] == ["https://h/a"]
+    assert [s.url for s in sources("https://h/a", ["https://m1"], pinned=False, offline=False)] == [
+        "https://h/a"
+    ]
     assert sources("https://h/a", [], pinned=True, offline=True) == []
     for bad in ("ftp://m", "m.example/path", "https://", "https://m/?q=1"):
         with pytest.raises(ValueError, match="mirror"):
@@ -147,14 +158,16 @@ def test_offline_never_contacts_upstream(tmp_path: Path, upstream: FaultServer) 
 def test_unpinned_url_uses_upstream_only(tmp_path: Path, upstream: FaultServer) -> None:
     root = tmp_path / "mirror"
     mirror_tree(root, upstream.url, b"not what upstream has")
-    raw = pyimagecache.ensure(upstream.url, tmp_path / "cache", mirrors=[root.as_uri()],
-                              settings=FAST)
+    raw = pyimagecache.ensure(
+        upstream.url, tmp_path / "cache", mirrors=[root.as_uri()], settings=FAST
+    )
     assert raw.read_bytes() == IMAGE and len(upstream.log) == 1
     # ... and a literal URL with a pin does use it.
     mirror_tree(root, upstream.url, IMAGE)
     upstream.clear_log()
-    other = pyimagecache.ensure(upstream.url, tmp_path / "cache2", sha256=PIN,
-                                mirrors=[root.as_uri()], settings=FAST)
+    other = pyimagecache.ensure(
+        upstream.url, tmp_path / "cache2", sha256=PIN, mirrors=[root.as_uri()], settings=FAST
+    )
     assert other.read_bytes() == IMAGE and upstream.log == []
 
 
@@ -179,9 +192,23 @@ def test_cli_warning_line_names_the_mirror(tmp_path: Path, upstream: FaultServer
     with serve_dir(root) as nginx:
         env = dict(os.environ, PYIMAGECACHE_CATALOG=str(catalog(tmp_path, upstream.url)))
         proc = subprocess.run(
-            [sys.executable, "-m", "pyimagecache", "ensure", "img", "--arch", "amd64",
-             "--cache-dir", str(tmp_path / "cache"), "--mirror", nginx.base_url],
-            capture_output=True, text=True, env=env, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "pyimagecache",
+                "ensure",
+                "img",
+                "--arch",
+                "amd64",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--mirror",
+                nginx.base_url,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
     assert proc.returncode == 0, proc.stderr
     warning = [ln for ln in proc.stderr.splitlines() if "mirror" in ln]

@@ -38,8 +38,11 @@ class SmallFS:
         self.path = path
         path.mkdir()
         mount = require_tool("mount")
-        done = subprocess.run([mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             if os.environ.get("CI"):
                 pytest.fail(f"cannot mount a tmpfs (CI runs as root): {done.stderr.strip()}")
@@ -71,8 +74,9 @@ def qcow2_of(tmp: Path, data: bytes) -> bytes:
     qemu_img = require_tool("qemu-img")
     raw, out = tmp / "q.raw", tmp / "q.qcow2"
     raw.write_bytes(data)
-    subprocess.run([qemu_img, "convert", "-f", "raw", "-O", "qcow2", str(raw), str(out)],
-                   check=True)
+    subprocess.run(
+        [qemu_img, "convert", "-f", "raw", "-O", "qcow2", str(raw), str(out)], check=True
+    )
     image = out.read_bytes()
     raw.unlink()
     out.unlink()
@@ -91,8 +95,9 @@ def test_download_larger_than_the_free_space_fails_before_writing(small_fs: Smal
     payload = random.Random(1).randbytes(12 * MiB)  # more than the 8 MiB filesystem
     cache = small_fs.path / "cache"
     with FaultServer(payload) as server, pytest.raises(InsufficientSpaceError) as info:
-        pyimagecache.ensure(server.url, cache, sha256=hashlib.sha256(payload).hexdigest(),
-                            settings=FAST)
+        pyimagecache.ensure(
+            server.url, cache, sha256=hashlib.sha256(payload).hexdigest(), settings=FAST
+        )
     err = info.value
     assert err.needed == len(payload) and 0 < err.free < len(payload)
     assert str(err.needed) in str(err) and str(err.free) in str(err) and err.path in str(err)
@@ -145,8 +150,9 @@ def test_corrupt_source_is_removed_and_the_error_says_so(tmp_path: Path) -> None
     broken = lzma.compress(b"not a disk at all" * 1000)[:-20]  # truncated xz
     cache = tmp_path / "cache"
     pin = hashlib.sha256(broken).hexdigest()
-    with FaultServer(broken) as server, pytest.raises(
-        ConversionError, match="is at fault, removed it"
+    with (
+        FaultServer(broken) as server,
+        pytest.raises(ConversionError, match="is at fault, removed it"),
     ):
         pyimagecache.ensure(server.url, cache, sha256=pin, settings=FAST)
     assert files(cache) == []
@@ -186,19 +192,34 @@ def test_signal_during_download_keeps_the_partial_and_resumes(
     pin = hashlib.sha256(payload).hexdigest()
     cache = tmp_path / "cache"
     with FaultServer(payload, rate=4 * MiB) as server:
-        proc = subprocess.Popen(cli("ensure", server.url, "--cache-dir", str(cache),
-                                    "--sha256", pin), stderr=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
-        wait_for(lambda: any(p.name.endswith(".part") and p.stat().st_size > MiB
-                             for p in cache.glob("*.part")) if cache.exists() else False)
+        proc = subprocess.Popen(
+            cli("ensure", server.url, "--cache-dir", str(cache), "--sha256", pin),
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        wait_for(
+            lambda: (
+                any(
+                    p.name.endswith(".part") and p.stat().st_size > MiB
+                    for p in cache.glob("*.part")
+                )
+                if cache.exists()
+                else False
+            )
+        )
         proc.send_signal(sig)
         assert_one_line_exit(proc, code)
         assert [n for n in files(cache) if n.startswith(".")] == []  # no temporaries
         parts = list(cache.glob("*.part"))
         assert parts and parts[0].stat().st_size > MiB  # kept for the resume
         server.rate = None
-        done = subprocess.run(cli("ensure", server.url, "--cache-dir", str(cache), "--sha256",
-                                  pin), capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            cli("ensure", server.url, "--cache-dir", str(cache), "--sha256", pin),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert server.log[-1].range.startswith("bytes=") and server.log[-1].range != "bytes=0-"
     assert Path(done.stdout.strip()).read_bytes() == payload
 
@@ -213,8 +234,11 @@ def test_signal_during_convert_and_copy_leaves_no_temporary(
     big = tmp_path / "big.qcow2"
     subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(big), "4G"], check=True)
     qemu_io = require_tool("qemu-io")
-    subprocess.run([qemu_io, "-f", "qcow2", "-c", "write -P 0x5a 0 1536M", str(big)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [qemu_io, "-f", "qcow2", "-c", "write -P 0x5a 0 1536M", str(big)],
+        check=True,
+        capture_output=True,
+    )
     for command in (["convert", str(big), str(tmp_path / "out.raw"), "--sync"],):
         (tmp_path / "out.raw").write_bytes(b"keep me")
         proc = subprocess.Popen(cli(*command), stderr=subprocess.PIPE, text=True)
@@ -230,8 +254,11 @@ def test_signal_during_convert_and_copy_leaves_no_temporary(
         for _ in range(1024):
             f.write(block)
     for _ in range(5):
-        proc = subprocess.Popen(cli("copy", str(raw), str(tmp_path / "vm.raw"), "--sync"),
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cli("copy", str(raw), str(tmp_path / "vm.raw"), "--sync"),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_for(lambda p=proc: any(tmp_path.glob(".vm.raw.tmp-*")) or p.poll() is not None)
         if proc.poll() is not None:
             proc.communicate()

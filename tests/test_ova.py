@@ -28,8 +28,9 @@ OVF = """<?xml version="1.0"?>
 
 def ovf(*hrefs: str) -> bytes:
     files = "".join(f'<File ovf:id="f{i}" ovf:href="{h}"/>' for i, h in enumerate(hrefs))
-    disks = "".join(f'<Disk ovf:diskId="d{i}" ovf:fileRef="f{i}" ovf:capacity="1"/>'
-                    for i in range(len(hrefs)))
+    disks = "".join(
+        f'<Disk ovf:diskId="d{i}" ovf:fileRef="f{i}" ovf:capacity="1"/>' for i in range(len(hrefs))
+    )
     return OVF.format(files=files, disks=disks).encode()
 
 
@@ -67,10 +68,14 @@ def ensure(tmp: Path, blob: bytes, name: str = "pkg.ova") -> Path:
 @pytest.mark.qemu
 def test_ova_converts_the_disk_its_ovf_names(tmp_path: Path) -> None:
     wanted, decoy = disk(1), disk(2)
-    blob = tar([("appliance.ovf", ovf("appliance-disk1.qcow2")),
-                ("appliance.mf", b"SHA256(appliance.ovf)= 00\n"),
-                ("other-disk.img", decoy),  # a disk image the descriptor does not name
-                ("appliance-disk1.qcow2", qcow2_of(tmp_path, wanted))])
+    blob = tar(
+        [
+            ("appliance.ovf", ovf("appliance-disk1.qcow2")),
+            ("appliance.mf", b"SHA256(appliance.ovf)= 00\n"),
+            ("other-disk.img", decoy),  # a disk image the descriptor does not name
+            ("appliance-disk1.qcow2", qcow2_of(tmp_path, wanted)),
+        ]
+    )
     assert ensure(tmp_path, blob).read_bytes() == wanted
 
 
@@ -103,14 +108,27 @@ def test_malformed_ovf(tmp_path: Path) -> None:
 @pytest.mark.qemu
 def test_vagrant_libvirt_box(tmp_path: Path) -> None:
     data = disk(3)
-    blob = gzip.compress(tar([("metadata.json", b'{"provider": "libvirt"}'),
-                              ("Vagrantfile", b"Vagrant.configure('2') {}\n"),
-                              ("box.img", qcow2_of(tmp_path, data))]), compresslevel=1)
+    blob = gzip.compress(
+        tar(
+            [
+                ("metadata.json", b'{"provider": "libvirt"}'),
+                ("Vagrantfile", b"Vagrant.configure('2') {}\n"),
+                ("box.img", qcow2_of(tmp_path, data)),
+            ]
+        ),
+        compresslevel=1,
+    )
     assert ensure(tmp_path, blob, "debian.box").read_bytes() == data
 
 
 def test_vagrant_virtualbox_box_uses_its_ovf(tmp_path: Path) -> None:
     data = disk(4)
-    blob = tar([("Vagrantfile", b""), ("box.ovf", ovf("box-disk001.img")),
-                ("box-disk001.img", data), ("metadata.json", b"{}")])
+    blob = tar(
+        [
+            ("Vagrantfile", b""),
+            ("box.ovf", ovf("box-disk001.img")),
+            ("box-disk001.img", data),
+            ("metadata.json", b"{}"),
+        ]
+    )
     assert ensure(tmp_path, blob, "vbox.box").read_bytes() == data

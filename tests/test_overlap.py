@@ -37,8 +37,9 @@ def qcow2_from(tmp: Path, data: bytes, *compress: str) -> bytes:
     qemu_img = require_tool("qemu-img")
     raw, out = tmp / "src.raw", tmp / "src.qcow2"
     raw.write_bytes(data)
-    subprocess.run([qemu_img, "convert", "-f", "raw", "-O", "qcow2", *compress, str(raw),
-                    str(out)], check=True)
+    subprocess.run(
+        [qemu_img, "convert", "-f", "raw", "-O", "qcow2", *compress, str(raw), str(out)], check=True
+    )
     image = out.read_bytes()
     raw.unlink()
     out.unlink()
@@ -69,7 +70,8 @@ def ensure_phased(url: str, cache: Path, timeline: Timeline, **kw: Any) -> Path:
 def leftovers(cache: Path) -> List[str]:
     """Partial downloads and temporaries (lock files stay, by design)."""
     return sorted(
-        p.name for p in cache.iterdir()
+        p.name
+        for p in cache.iterdir()
         if (p.name.startswith(".") or ".part" in p.name) and not p.name.endswith(".lock")
     )
 
@@ -122,8 +124,9 @@ def test_tables_at_the_end_still_convert(tmp_path: Path) -> None:
     image, expected = tables_at_the_end(6 * MiB, 2)
     with FaultServer(image, rate=len(image) / 1.0) as server:
         timeline = Timeline()
-        raw = ensure_phased(server.url, tmp_path / "c", timeline,
-                            sha256=hashlib.sha256(image).hexdigest())
+        raw = ensure_phased(
+            server.url, tmp_path / "c", timeline, sha256=hashlib.sha256(image).hexdigest()
+        )
     assert raw.read_bytes() == expected
     assert leftovers(tmp_path / "c") == []
 
@@ -133,8 +136,9 @@ def test_container_unpacks_while_it_downloads(tmp_path: Path) -> None:
     packed = lzma.compress(disk, preset=0)
     with FaultServer(packed, rate=len(packed) / 1.0) as server:
         timeline = Timeline()
-        raw = ensure_phased(server.url, tmp_path / "c", timeline,
-                            sha256=hashlib.sha256(packed).hexdigest())
+        raw = ensure_phased(
+            server.url, tmp_path / "c", timeline, sha256=hashlib.sha256(packed).hexdigest()
+        )
     assert raw.read_bytes() == disk
     download_end = max(t for t, _, _ in timeline.calls["download"])
     assert [t for t, _, _ in timeline.calls["convert"] if t < download_end - 0.2]
@@ -218,6 +222,7 @@ def test_memory_stays_bounded_while_overlapping(tmp_path: Path) -> None:
         )
         import sys
 
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
     assert int(out.stdout.split()[-1]) < 64 * 1024, out.stdout  # KiB on Linux

@@ -923,7 +923,9 @@ def test_peak_memory_is_bounded_with_2mib_clusters_and_8_workers(tmp_path: Path)
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(src), str(dst)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     peak_kib = int(out)
     assert peak_kib < 64 * 1024, f"peak RSS {peak_kib} KiB"

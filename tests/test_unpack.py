@@ -141,8 +141,9 @@ def test_compressed_qcow2_payload_reported(tmp_path: Path) -> None:
         ([("disk.raw", lzma.compress(b"x"))], "nested"),
     ],
 )
-def test_tar_needs_exactly_one_disk(tmp_path: Path, members: List[Tuple[str, bytes]], match: str
-                                    ) -> None:
+def test_tar_needs_exactly_one_disk(
+    tmp_path: Path, members: List[Tuple[str, bytes]], match: str
+) -> None:
     src = tmp_path / "x.tar.gz"
     src.write_bytes(gzip.compress(tar_bytes(members)))
     with pytest.raises(ConversionError, match=match) as info:
@@ -165,8 +166,9 @@ def test_symlink_named_like_a_disk_is_not_a_disk(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("codec", sorted(COMPRESSORS))
 @pytest.mark.parametrize("tarred", [False, True])
-def test_truncated_input_is_a_clear_error(tmp_path: Path, image: bytes, codec: str, tarred: bool
-                                          ) -> None:
+def test_truncated_input_is_a_clear_error(
+    tmp_path: Path, image: bytes, codec: str, tarred: bool
+) -> None:
     payload = tar_bytes([("disk.raw", image)]) if tarred else image
     data = COMPRESSORS[codec](payload)
     src = tmp_path / "t"
@@ -204,13 +206,19 @@ def test_raw_input_refused(tmp_path: Path) -> None:
 @settings(deadline=None, max_examples=25)
 @given(
     size=st.integers(0, 300_000),
-    pieces=st.lists(st.tuples(st.integers(0, 300_000), st.binary(min_size=1, max_size=5000)),
-                    max_size=5),
+    pieces=st.lists(
+        st.tuples(st.integers(0, 300_000), st.binary(min_size=1, max_size=5000)), max_size=5
+    ),
     codec=st.sampled_from(sorted(COMPRESSORS)),
     tarred=st.booleans(),
 )
-def test_roundtrip(tmp_path_factory: pytest.TempPathFactory, size: int,
-                   pieces: List[Tuple[int, bytes]], codec: str, tarred: bool) -> None:
+def test_roundtrip(
+    tmp_path_factory: pytest.TempPathFactory,
+    size: int,
+    pieces: List[Tuple[int, bytes]],
+    codec: str,
+    tarred: bool,
+) -> None:
     image = sparse_image(size, pieces)
     if formats.detect(image[:512]) != formats.RAW:
         return

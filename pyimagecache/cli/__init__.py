@@ -69,14 +69,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("pyimagecache: interrupted (partial downloads are kept for the next run)",
-              file=sys.stderr)
+        print(
+            "pyimagecache: interrupted (partial downloads are kept for the next run)",
+            file=sys.stderr,
+        )
         return 130
     except Terminated:
         if args.debug:
             raise
-        print("pyimagecache: terminated (partial downloads are kept for the next run)",
-              file=sys.stderr)
+        print(
+            "pyimagecache: terminated (partial downloads are kept for the next run)",
+            file=sys.stderr,
+        )
         return 143
     except BrokenPipeError:
         # The reader went away (`pyimagecache list | head`): not an error worth a message.

@@ -27,16 +27,25 @@ def register(sub: Any) -> None:
         "file), downloading and converting it on first use. Progress goes to stderr.",
     )
     p.add_argument("image", metavar="ALIAS|URL")
-    p.add_argument("--cache-dir", metavar="D", help="default: $PYIMAGECACHE_CACHE_DIR or the "
-                   "platform cache directory")
-    p.add_argument("--arch", metavar="A", help="amd64, arm64, riscv64, ppc64le or s390x "
-                   "(default: this machine's)")
-    p.add_argument("--sha256", type=digest("sha256"), metavar="H",
-                   help="expected SHA-256 of a URL's download")
-    p.add_argument("--sha512", type=digest("sha512"), metavar="H",
-                   help="expected SHA-512 of a URL's download")
-    p.add_argument("--keep-source", action="store_true",
-                   help="keep the downloaded source next to the raw disk")
+    p.add_argument(
+        "--cache-dir",
+        metavar="D",
+        help="default: $PYIMAGECACHE_CACHE_DIR or the platform cache directory",
+    )
+    p.add_argument(
+        "--arch",
+        metavar="A",
+        help="amd64, arm64, riscv64, ppc64le or s390x (default: this machine's)",
+    )
+    p.add_argument(
+        "--sha256", type=digest("sha256"), metavar="H", help="expected SHA-256 of a URL's download"
+    )
+    p.add_argument(
+        "--sha512", type=digest("sha512"), metavar="H", help="expected SHA-512 of a URL's download"
+    )
+    p.add_argument(
+        "--keep-source", action="store_true", help="keep the downloaded source next to the raw disk"
+    )
     add_network_options(p)
     add_source_options(p)
     p.set_defaults(func=cmd_ensure)
@@ -48,10 +57,18 @@ def register(sub: Any) -> None:
     )
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
-    p.add_argument("--size", metavar="SIZE", type=size, default=0,
-                   help="final size: bytes or K/M/G/T (e.g. 20G); default: SRC's size")
-    p.add_argument("--sync", action="store_true",
-                   help="flush DST to the disk before exiting (durable across a power loss)")
+    p.add_argument(
+        "--size",
+        metavar="SIZE",
+        type=size,
+        default=0,
+        help="final size: bytes or K/M/G/T (e.g. 20G); default: SRC's size",
+    )
+    p.add_argument(
+        "--sync",
+        action="store_true",
+        help="flush DST to the disk before exiting (durable across a power loss)",
+    )
     p.set_defaults(func=cmd_copy, logs=False)  # copy_disk never logs: skip importing logging
 
     cache = sub.add_parser("cache", help="inspect or prune the image cache")
@@ -60,9 +77,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--cache-dir", metavar="D")
     p.set_defaults(func=cmd_cache_list)
-    p = cache_sub.add_parser(
-        "prune", help="remove unpinned snapshots and stale partial downloads"
-    )
+    p = cache_sub.add_parser("prune", help="remove unpinned snapshots and stale partial downloads")
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.add_argument("--cache-dir", metavar="D")
     p.set_defaults(func=cmd_cache_prune)
@@ -134,21 +149,26 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps([
-            {
-                "path": str(e.path),
-                "apparent_size": e.apparent,
-                "allocated_size": e.allocated,
-                "alias": e.alias,
-                "snapshot": e.snapshot,
-                "arch": e.arch,
-                "url": e.url,
-                "pinned": e.pinned,
-                "created": e.created,
-                "fallback_from": e.fallback_from,
-            }
-            for e in entries
-        ], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "path": str(e.path),
+                        "apparent_size": e.apparent,
+                        "allocated_size": e.allocated,
+                        "alias": e.alias,
+                        "snapshot": e.snapshot,
+                        "arch": e.arch,
+                        "url": e.url,
+                        "pinned": e.pinned,
+                        "created": e.created,
+                        "fallback_from": e.fallback_from,
+                    }
+                    for e in entries
+                ],
+                indent=2,
+            )
+        )
         return 0
     print(f"cache: {directory}", file=sys.stderr)
     rows = [["NAME", "APPARENT", "ALLOCATED", "SNAPSHOT", "PINNED"]]
@@ -156,8 +176,15 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
         pinned = {True: "yes", False: "no", None: "url"}[e.pinned]
         if e.fallback_from:
             pinned = f"fallback for {e.fallback_from}"
-        rows.append([e.path.name, human_bytes(e.apparent), human_bytes(e.allocated),
-                     e.snapshot or "-", pinned])
+        rows.append(
+            [
+                e.path.name,
+                human_bytes(e.apparent),
+                human_bytes(e.allocated),
+                e.snapshot or "-",
+                pinned,
+            ]
+        )
     print_table(rows)
     return 0
 

@@ -20,11 +20,14 @@ def register(subparsers: Any) -> None:
     convert.add_argument("src", metavar="SRC")
     convert.add_argument("dst", metavar="DST")
     convert.add_argument(
-        "--workers", type=positive_int, metavar="N",
+        "--workers",
+        type=positive_int,
+        metavar="N",
         help="decompression threads (default: one per CPU, at most 8)",
     )
     convert.add_argument(
-        "--sync", action="store_true",
+        "--sync",
+        action="store_true",
         help="flush DST to the disk before exiting (durable across a power loss)",
     )
     convert.set_defaults(func=run_convert, logs=False)
@@ -49,7 +52,10 @@ def run_convert(args: argparse.Namespace) -> int:
     bar = ProgressBar(Path(args.src).name)  # draws only when stderr is a terminal
     try:
         convert(
-            args.src, args.dst, workers=args.workers, progress=bar if bar.tty else None,
+            args.src,
+            args.dst,
+            workers=args.workers,
+            progress=bar if bar.tty else None,
             sync=args.sync,
         )
     finally:

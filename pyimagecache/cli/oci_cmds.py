@@ -139,5 +139,3 @@ def push_alias(
         if bar is not None:
             bar.close()
     return f"{target.with_tag(tag)}@{digest}"
-
-

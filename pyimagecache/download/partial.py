@@ -47,10 +47,9 @@ class Validators(NamedTuple):
         if self.etag and later.etag and self.etag != later.etag:
             return False
         return not (
-            self.last_modified
-            and later.last_modified
-            and self.last_modified != later.last_modified
+            self.last_modified and later.last_modified and self.last_modified != later.last_modified
         )
+
 
 def load(meta: Path) -> Optional[Validators]:
     """The stored validators, or None when missing, unreadable or malformed (start over)."""

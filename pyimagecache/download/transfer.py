@@ -214,8 +214,14 @@ def download(
     Authorization). Raises DownloadError after ``settings.retry.total`` failed attempts.
     """
     attempt = _Attempt(
-        url, sink, validators, urllib3_timeout(settings.timeout), settings.ca_bundle,
-        Throttle(progress), on_validators, headers or {},
+        url,
+        sink,
+        validators,
+        urllib3_timeout(settings.timeout),
+        settings.ca_bundle,
+        Throttle(progress),
+        on_validators,
+        headers or {},
     )
     policy = settings.retry
     failures = 0

@@ -56,8 +56,9 @@ def convert(
     >>> convert("noble.img", "noble.raw", workers=2)  # doctest: +SKIP
     PosixPath('noble.raw')
     """
-    return convert_opened(open, src, dst, ConvertOptions(workers=workers, sync=sync,
-                                                         progress=progress))
+    return convert_opened(
+        open, src, dst, ConvertOptions(workers=workers, sync=sync, progress=progress)
+    )
 
 
 def info(path: PathLike) -> Dict[str, Any]:

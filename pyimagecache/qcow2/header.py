@@ -266,19 +266,30 @@ def _check_tables(fields: Fields, file_size: int) -> None:
         raise _corrupt(
             f"l1_size {l1_size} is too small for virtual size {size}: {needed} L1 entries needed"
         )
-    _check_table("l1_table_offset", "L1 table", fields.l1_table_offset, l1_size * 8, cs,
-                 file_size)
+    _check_table("l1_table_offset", "L1 table", fields.l1_table_offset, l1_size * 8, cs, file_size)
     rt_clusters = fields.refcount_table_clusters
     if rt_clusters > MAX_REFTABLE_BYTES >> fields.cluster_bits:
         raise _corrupt(f"refcount_table_clusters {rt_clusters}: the refcount table exceeds 8 MiB")
-    _check_table("refcount_table_offset", "refcount table", fields.refcount_table_offset,
-                 rt_clusters * cs, cs, None)
+    _check_table(
+        "refcount_table_offset",
+        "refcount table",
+        fields.refcount_table_offset,
+        rt_clusters * cs,
+        cs,
+        None,
+    )
     nb = fields.nb_snapshots
     if nb > MAX_SNAPSHOTS:
         raise _corrupt(f"nb_snapshots {nb} exceeds {MAX_SNAPSHOTS} snapshots")
     if nb:
-        _check_table("snapshots_offset", "snapshot table", fields.snapshots_offset,
-                     nb * SNAPSHOT_HEADER_BYTES, cs, file_size)
+        _check_table(
+            "snapshots_offset",
+            "snapshot table",
+            fields.snapshots_offset,
+            nb * SNAPSHOT_HEADER_BYTES,
+            cs,
+            file_size,
+        )
 
 
 def _backing_file(fields: Fields, cluster0: bytes) -> Optional[str]:
@@ -299,7 +310,11 @@ def _backing_file(fields: Fields, cluster0: bytes) -> Optional[str]:
 
 
 def _check_table(
-    field_name: str, what: str, offset: int, nbytes: int, cluster_size: int,
+    field_name: str,
+    what: str,
+    offset: int,
+    nbytes: int,
+    cluster_size: int,
     file_size: Optional[int],
 ) -> None:
     """qemu's qcow2_validate_table, plus (for tables we read) a check against the file end."""

@@ -458,4 +458,3 @@ def open_image(path: Union[PathLike, SourceFile], *, backing: bool = True) -> Im
     ...     print(img.virtual_size, img.compression_type)
     """
     return Image(path, backing=backing)
-

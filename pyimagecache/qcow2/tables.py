@@ -56,9 +56,7 @@ def l1_entry_offset(hdr: Header, index: int, entry: int, file_size: int) -> int:
         raise Qcow2CorruptError(f"{where}: reserved bits set in {entry:#018x}")
     offset = entry & L1_OFFSET_MASK
     if offset % hdr.cluster_size:
-        raise Qcow2CorruptError(
-            f"{where}: L2 table offset {offset:#x} is not aligned to a cluster"
-        )
+        raise Qcow2CorruptError(f"{where}: L2 table offset {offset:#x} is not aligned to a cluster")
     if offset and offset + hdr.cluster_size > file_size:
         raise Qcow2CorruptError(
             f"{where}: L2 table at {offset:#x} lies past the end of the file ({file_size} bytes)"
@@ -98,8 +96,10 @@ class L2Decoder:
         for p_guest, p_len, p_kind, p_host, p_csize in self._pieces(
             table, table_offset, l1_index, base, first, stop
         ):
-            if p_kind == kind and p_kind != COMPRESSED and (
-                p_kind != DATA or p_host == host + length
+            if (
+                p_kind == kind
+                and p_kind != COMPRESSED
+                and (p_kind != DATA or p_host == host + length)
             ):
                 length += p_len
                 continue
@@ -216,8 +216,7 @@ class L2Decoder:
                 )
             if bitmap:
                 raise Qcow2CorruptError(
-                    f"{where}: compressed cluster with a non-zero subcluster bitmap "
-                    f"{bitmap:#018x}"
+                    f"{where}: compressed cluster with a non-zero subcluster bitmap {bitmap:#018x}"
                 )
             offset = entry & self.coffset_mask
             sectors = ((entry >> self.csize_shift) & self.csectors_mask) + 1
