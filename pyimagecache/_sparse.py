@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from typing import Iterator, Optional, Tuple, Union
 
 BLOCK = 4096
@@ -160,3 +161,18 @@ def data_extents(fd: int, length: int, *, seek_data: bool = True) -> Iterator[Tu
         end = min(os.lseek(fd, start, os.SEEK_HOLE), length)
         yield start, end
         pos = end
+
+
+_buffers = threading.local()
+
+
+def thread_buffer(name: str, size: int) -> bytearray:
+    """A per-thread buffer of at least ``size`` bytes, reused across calls: fresh
+    multi-megabyte allocations would cost a page fault per 4 KiB every time, which is most of
+    the time spent on fast inputs. ``name`` keeps a thread's buffers for different uses apart
+    (a task's output, the compressed input behind it)."""
+    buf: Optional[bytearray] = getattr(_buffers, name, None)
+    if buf is None or len(buf) < size:
+        buf = bytearray(size)
+        setattr(_buffers, name, buf)
+    return buf

@@ -27,7 +27,7 @@ from typing import Callable, Iterator, List, Optional, Tuple, Union
 from ._atomic import atomic_output
 from ._progress import ProgressCallback, Throttle
 from ._space import check_free_space
-from ._sparse import WritebackPacer, write_sparse
+from ._sparse import WritebackPacer, thread_buffer, write_sparse
 from .diskimage import COMPRESSED, DATA, UNALLOCATED, DiskImage, Extent
 from .errors import ConversionError, OutputError
 
@@ -199,22 +199,9 @@ class _WriteError(Exception):
     """Internal: writing the output failed (the cause is the OSError), as opposed to reading."""
 
 
-_local = threading.local()
-
-
-def _buffer(size: int) -> bytearray:
-    """A per-thread buffer reused across tasks: fresh multi-megabyte allocations would cost a
-    page fault per 4 KiB every time, which is most of the time spent on fast inputs."""
-    buf: Optional[bytearray] = getattr(_local, "task", None)
-    if buf is None or len(buf) < size:
-        buf = bytearray(size)
-        _local.task = buf
-    return buf
-
-
 def _task(img: DiskImage, fd: int, guest: int, length: int) -> Task:
     def task() -> int:
-        buf = _buffer(length)
+        buf = thread_buffer("task", length)
         img.read_into(guest, length, buf)
         try:
             return write_sparse(fd, guest, buf, length)

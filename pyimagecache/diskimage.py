@@ -11,7 +11,7 @@ parallel, sparse, atomic conversion is written once, in :mod:`pyimagecache.conve
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, NamedTuple
+from typing import Any, Callable, Dict, Iterator, NamedTuple
 
 #: Guest bytes stored as is in the file.
 DATA = "data"
@@ -92,6 +92,20 @@ class DiskImage:
 
     def close(self) -> None:
         """Close every file the image opened (idempotent)."""
+
+    def open_or_close(self, opening: Callable[[], None]) -> None:
+        """Run ``opening`` (a reader's validation of its metadata); on any error close what it
+        opened before re-raising, and let an OSError name the image's file."""
+        try:
+            opening()
+        except OSError as exc:
+            self.close()
+            if exc.filename is None:
+                exc.filename = str(getattr(self, "path", "") or "") or None
+            raise
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> DiskImage:
         return self

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Union
 
 from .._codecs import DecompressError, inflate_raw, zstd_decompress
+from .._sparse import thread_buffer
 from ..diskimage import COMPRESSED, DATA, UNALLOCATED, DiskImage, Extent
 from ..errors import Qcow2CorruptError, Qcow2UnsupportedError
 from ..sourcefile import SourceFile, as_source
@@ -73,18 +74,6 @@ def open_backing(path: Path, fmt: Optional[str], depth: int) -> Source:
     if fmt == "qcow2":
         return Image(path, _depth=depth)
     return RawFile(path)
-
-
-_local = threading.local()
-
-
-def _input_buffer(size: int) -> bytearray:
-    """A per-thread buffer for compressed streams, reused across reads."""
-    buf: Optional[bytearray] = getattr(_local, "compressed", None)
-    if buf is None or len(buf) < size:
-        buf = bytearray(size)
-        _local.compressed = buf
-    return buf
 
 
 class Image(DiskImage):
@@ -430,7 +419,7 @@ class Image(DiskImage):
         end of the file, which qemu pads) into its place in ``view``."""
         lo = batch[0].host
         hi = max(r.host + r.csize for r in batch)
-        inbuf = _input_buffer(hi - lo)
+        inbuf = thread_buffer("compressed", hi - lo)
         got = self.file.pread_into(inbuf, hi - lo, lo)
         stream = memoryview(inbuf)
         for run in batch:

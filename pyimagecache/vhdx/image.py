@@ -43,16 +43,7 @@ class VhdxImage(DiskImage):
     def __init__(self, src: Union[PathLike, SourceFile]) -> None:
         self.file = as_source(src)
         self.path = self.file.path
-        try:
-            self._open()
-        except OSError as exc:
-            self.close()
-            if exc.filename is None:
-                exc.filename = str(self.path)
-            raise
-        except BaseException:
-            self.close()
-            raise
+        self.open_or_close(self._open)
 
     def _open(self) -> None:
         f = self.file

@@ -16,9 +16,10 @@ import struct
 import threading
 from array import array
 from collections import OrderedDict
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Iterator, List, NamedTuple, Sequence, Tuple
 
 from .. import _codecs
+from .._sparse import thread_buffer
 from ..diskimage import COMPRESSED, DATA, UNALLOCATED, ZERO
 from ..errors import VmdkCorruptError
 from ..sourcefile import SourceFile
@@ -39,18 +40,6 @@ class Run(NamedTuple):
     length: int
     kind: str
     host: int = 0
-
-
-_local = threading.local()
-
-
-def _input_buffer(size: int) -> bytearray:
-    """A per-thread buffer for compressed grains, reused across reads."""
-    buf: Optional[bytearray] = getattr(_local, "compressed", None)
-    if buf is None or len(buf) < size:
-        buf = bytearray(size)
-        _local.compressed = buf
-    return buf
 
 
 class SparseExtent:
@@ -252,7 +241,7 @@ class SparseExtent:
         reads two), so the read ends two grains past the last marker, or at the end of file."""
         lo = batch[0].host
         hi = min(self.file_size, batch[-1].host + 2 * self.grain)
-        inbuf = _input_buffer(hi - lo)
+        inbuf = thread_buffer("compressed", hi - lo)
         got = self.file.pread_into(inbuf, hi - lo, lo)
         data = memoryview(inbuf)[:got]
         for run in batch:

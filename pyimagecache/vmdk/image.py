@@ -89,16 +89,7 @@ class VmdkImage(DiskImage):
         self.parent_cid = NO_PARENT
         self.create_type = ""
         self._files: Dict[Path, SourceFile] = {}
-        try:
-            self._open()
-        except OSError as exc:
-            self.close()
-            if exc.filename is None:
-                exc.filename = str(self.path)
-            raise
-        except BaseException:
-            self.close()
-            raise
+        self.open_or_close(self._open)
         compressed = [p.grain for p in self.parts if isinstance(p, SparseExtent) and p.compressed]
         self.granularity = max(compressed, default=4096)
         self.has_backing = False
