@@ -50,7 +50,9 @@ class Layout(NamedTuple):
 
 
 def is_tar_layer(media_type: str) -> bool:
-    """>>> is_tar_layer("application/vnd.docker.image.rootfs.diff.tar.gzip")
+    """Whether a layer of this media type is a tar archive (plain or compressed).
+
+    >>> is_tar_layer("application/vnd.docker.image.rootfs.diff.tar.gzip")
     True
     """
     base = media_type.split(";")[0].strip().lower()
