@@ -138,3 +138,28 @@ def test_bad_environment_is_one_error_line(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "pyimagecache: error: PYIMAGECACHE_OFFLINE='perhaps': expected 1 or 0"
     ]
+
+
+def test_two_stages_draw_two_lines_on_a_terminal() -> None:
+    import io
+
+    from pyimagecache.cli._progressbar import StageBars
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    bars = StageBars("debian-12", stream=out)
+    download, convert = bars.stage("download"), bars.stage("convert")
+    download(10 << 20, 100 << 20)
+    convert(1 << 20, None)
+    download(20 << 20, 100 << 20)
+    bars.close()
+    text = out.getvalue()
+    # Each redraw goes back to the first line (cursor up) and rewrites both stages.
+    assert (
+        text.count("\x1b[1A") == 1 and "download debian-12" in text and "convert debian-12" in text
+    )
+    last = text.rsplit("\r", 1)[-1]
+    assert "20.0 MiB/100.0 MiB" in last and "convert debian-12  1.0 MiB" in last

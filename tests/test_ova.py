@@ -132,3 +132,26 @@ def test_vagrant_virtualbox_box_uses_its_ovf(tmp_path: Path) -> None:
         ]
     )
     assert ensure(tmp_path, blob, "vbox.box").read_bytes() == data
+
+
+@pytest.mark.qemu
+def test_ova_with_a_stream_optimized_vmdk_as_vendors_ship_it(tmp_path: Path) -> None:
+    qemu_img = require_tool("qemu-img")
+    data = disk(5)
+    raw, vmdk = tmp_path / "d.raw", tmp_path / "d.vmdk"
+    raw.write_bytes(data)
+    subprocess.run(
+        [qemu_img, "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", str(raw), str(vmdk)],
+        check=True,
+    )
+    blob = tar(
+        [
+            ("ubuntu.ovf", ovf("ubuntu-disk1.vmdk")),
+            ("ubuntu.mf", b""),
+            ("ubuntu-disk1.vmdk", vmdk.read_bytes()),
+        ]
+    )
+    out = ensure(tmp_path, blob, "ubuntu.ova")
+    assert out.read_bytes() == data
+    sidecar = (out.parent / (out.name + ".json")).read_text()
+    assert '"source_format": "tar"' in sidecar
