@@ -77,7 +77,11 @@ def _raise_in_worker(name: str) -> None:
 
 
 def test_raised_in_a_worker_process_caught_in_the_parent() -> None:
-    with concurrent.futures.ProcessPoolExecutor(1) as pool:
+    import multiprocessing
+
+    # spawn, not fork: the test process runs threads, and a real worker pool starts afresh.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
         for name in ("ChecksumMismatchError", "MissingExtraError", "InsufficientSpaceError"):
             with pytest.raises(getattr(errors, name)) as info:
                 pool.submit(_raise_in_worker, name).result()
