@@ -1,4 +1,5 @@
-"""The checks shared by fuzz/fuzz_vhd.py and fuzz/fuzz_vdi.py (and their replay tests).
+"""The checks shared by fuzz/fuzz_vhd.py and fuzz/fuzz_vdi.py (and their replay tests), and
+the atheris entry point of every harness.
 
 One input: open it with the format's reader, walk its extents (in order, contiguous, covering
 the virtual size), read its first MiB and last 4 KiB, and convert it. Only the format's own

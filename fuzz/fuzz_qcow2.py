@@ -12,9 +12,7 @@ Run (see fuzz/README.md)::
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 
 # Images whose virtual size is above this are opened and read, but not converted: a sparse
 # multi-TiB output is legitimate, yet not what a fuzz iteration should spend time on.
@@ -80,23 +78,8 @@ def check_one(data: bytes, workdir: str) -> None:
         assert f.read(len(head)) == head, "convert and read disagree"
 
 
-def main() -> None:
-    import atheris
-
-    with atheris.instrument_imports():
-        import pyimagecache.qcow2  # noqa: F401
-
-    workdir = tempfile.mkdtemp(prefix="fuzz-qcow2-")
-
-    def one_input(data: bytes) -> None:
-        check_one(data, workdir)
-
-    try:
-        atheris.Setup(sys.argv, one_input)
-        atheris.Fuzz()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import diskcheck
+
+    diskcheck.fuzz_main("pyimagecache.qcow2", check_one)

@@ -14,10 +14,8 @@ what tests/test_vhdx_fuzz_corpus.py replays, without atheris.
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import sys
-import tempfile
 
 CONVERT_LIMIT = 256 << 20
 READ_LIMIT = 1 << 20
@@ -98,23 +96,8 @@ def check_one(data: bytes, workdir: str) -> None:
         check_raw(fixed, workdir)
 
 
-def main() -> None:
-    import atheris
-
-    with atheris.instrument_imports():
-        import pyimagecache.vhdx  # noqa: F401
-
-    workdir = tempfile.mkdtemp(prefix="fuzz-vhdx-")
-
-    def one_input(data: bytes) -> None:
-        check_one(data, workdir)
-
-    try:
-        atheris.Setup(sys.argv, one_input)
-        atheris.Fuzz()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import diskcheck
+
+    diskcheck.fuzz_main("pyimagecache.vhdx", check_one)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 
 # Images above this virtual size are opened and read, but not converted.
 CONVERT_LIMIT = 256 << 20
@@ -86,23 +85,8 @@ def check_one(data: bytes, workdir: str) -> None:
         assert f.read(len(head)) == head, "convert and read disagree"
 
 
-def main() -> None:
-    import atheris
-
-    with atheris.instrument_imports():
-        import pyimagecache.vmdk  # noqa: F401
-
-    workdir = tempfile.mkdtemp(prefix="fuzz-vmdk-")
-
-    def one_input(data: bytes) -> None:
-        check_one(data, workdir)
-
-    try:
-        atheris.Setup(sys.argv, one_input)
-        atheris.Fuzz()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import diskcheck
+
+    diskcheck.fuzz_main("pyimagecache.vmdk", check_one)
