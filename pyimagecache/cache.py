@@ -664,7 +664,7 @@ def _convert_growing(
 ) -> bool:
     """Convert the download still arriving into ``scratch``; False when it is not worth it
     (then nothing was written)."""
-    from .converter import ConvertOptions, convert, convert_image
+    from .converter import ConvertOptions, convert_image
     from .opener import open_image
     from .overlap import worth_overlapping
 
@@ -679,21 +679,9 @@ def _convert_growing(
         finally:
             img.close()
         return True
-    from .cachefiles import temp_sibling
-    from .unpack import unpack
-
     if not worth_overlapping(growing, fmt, raw):
         return False
-    inner = temp_sibling(raw)
-    try:
-        payload = unpack(growing, inner, progress=progress)
-        formats.check_convertible(payload, f"the image inside {growing.path.name}")
-        if payload in formats.DISK_FORMATS:
-            convert(inner, scratch, progress=progress, sync=True)
-        else:
-            os.replace(inner, scratch)
-    finally:
-        _remove(inner)
+    _unpack_into(growing, scratch, raw, progress, os.replace)
     return True
 
 
@@ -708,18 +696,32 @@ def _convert(source: Path, raw: Path, fmt: str, progress: Optional[ProgressCallb
     if fmt in formats.DISK_FORMATS:
         convert(source, raw, progress=progress, sync=True)
         return
+    _unpack_into(source, raw, raw, progress, publish)
+
+
+def _unpack_into(
+    source: Union[Path, GrowingFile],
+    dst: Path,
+    raw: Path,
+    progress: Optional[ProgressCallback],
+    place: Callable[[Path, Path], None],
+) -> None:
+    """Unpack the container ``source`` into a scratch sibling of ``raw``, then convert the disk
+    inside to ``dst`` (durably), or ``place`` it there when it is raw already. The unpacker
+    refuses a payload it cannot hand on (another container, an unconverted format)."""
     from .cachefiles import temp_sibling
+    from .converter import convert
     from .unpack import unpack
 
-    scratch = temp_sibling(raw)
+    inner = temp_sibling(raw)
     try:
-        payload = unpack(source, scratch, progress=progress)
+        payload = unpack(source, inner, progress=progress)
         if payload in formats.DISK_FORMATS:
-            convert(scratch, raw, progress=progress, sync=True)
+            convert(inner, dst, progress=progress, sync=True)
         else:
-            publish(scratch, raw)
+            place(inner, dst)
     finally:
-        _remove(scratch)
+        _remove(inner)
 
 
 def _remove(*paths: Path) -> None:
