@@ -30,12 +30,6 @@ from . import partial
 from .route import fill
 from .sinks import RECV_BYTES, FileSink, Watcher
 
-#: Attempts after the first failure within one call (see transfer.PROGRESS_CREDIT).
-DEFAULT_RETRIES = DEFAULT.retry.total
-#: Connect within 30 s; give up on a connection when no byte arrives for 60 s (the read
-#: timeout bounds the gap between two chunks, not the whole transfer).
-DEFAULT_TIMEOUT: Tuple[float, float] = tuple(DEFAULT.timeout)  # type: ignore[assignment]
-
 PathArg = Union[str, "os.PathLike[str]"]
 #: Told where the partial file is and how long it will be once the total is known; returns
 #: who to tell as it grows (ensure's converter), or None.
