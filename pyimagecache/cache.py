@@ -228,8 +228,7 @@ def ensure_phased(
     """ensure() with one progress callback per phase ("download", "convert"), for the CLI."""
     directory = resolve_cache_dir(cache_dir)
     if is_oci(url_or_alias):
-        base = settings if settings is not None else Settings.from_environment()
-        settings = base.overridden(**(overrides or {}))
+        settings = _settings(settings, overrides)  # a tag is resolved at the registry first
         request = _resolve_oci(url_or_alias, arch, settings)
         raw = directory / request.names.raw
         if raw.exists():
@@ -243,8 +242,7 @@ def ensure_phased(
         stand_in = _existing_fallback(request, directory)  # the pin aged out before
         if stand_in is not None:
             return stand_in
-    base = settings if settings is not None else Settings.from_environment()
-    settings = base.overridden(**(overrides or {}))
+    settings = _settings(settings, overrides)
     try:
         return build(request, directory, progress_for, settings, keep_source=keep_source)
     except DownloadError as exc:
@@ -253,6 +251,13 @@ def ensure_phased(
         return _after_aged_out_pin(
             request, directory, progress_for, settings, exc, keep_source=keep_source
         )
+
+
+def _settings(settings: Optional[Settings], overrides: Optional[dict[str, Any]]) -> Settings:
+    """``settings`` (default: from the environment) with the caller's keywords on top; made
+    only once a cache hit is ruled out, or a reference needs the registry."""
+    base = settings if settings is not None else Settings.from_environment()
+    return base.overridden(**(overrides or {}))
 
 
 #: Statuses that say a pinned snapshot is gone upstream (pruned), not that the network failed.
@@ -401,12 +406,11 @@ def build(
 
             publish(scratch, raw)  # converted while downloading, and now verified
         else:
-            fmt = formats.detect_file(source)
+            fmt, head = formats.sniff_file(source)
             try:
                 what = f"{request.label} ({source.name})"
                 formats.check_convertible(fmt, what)
-                with open(source, "rb") as f:
-                    formats.check_self_contained(fmt, f.read(formats.SNIFF_SIZE), what)
+                formats.check_self_contained(fmt, head, what)
                 _convert(source, raw, fmt, progress_for("convert"))
             except (MissingExtraError, ImageFormatError, ConversionError, OSError) as exc:
                 raise _conversion_failed(request, source, raw, fmt, exc) from exc

@@ -9,7 +9,7 @@ passed through as raw: :func:`check_convertible` raises :class:`UnsupportedForma
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple, Union
+from typing import Tuple, Union
 
 RAW = "raw"
 QCOW2 = "qcow2"
@@ -101,18 +101,23 @@ def detect(header: bytes, tail: bytes = b"") -> str:
     return RAW
 
 
-def detect_file(path: Union[str, os.PathLike[str]], size: Optional[int] = None) -> str:
-    """The format of the file at ``path`` (``size``: its final length, if it is still growing).
+def detect_file(path: Union[str, os.PathLike[str]]) -> str:
+    """The format of the file at ``path``.
 
     >>> detect_file("noble.img")  # doctest: +SKIP
     'qcow2'
     """
+    return sniff_file(path)[0]
+
+
+def sniff_file(path: Union[str, os.PathLike[str]]) -> Tuple[str, bytes]:
+    """The format of the file at ``path`` and its first :data:`SNIFF_SIZE` bytes (for the
+    checks that look at them again, such as :func:`check_self_contained`)."""
     with open(path, "rb") as f:
         head = f.read(SNIFF_SIZE)
-        if size is None:
-            size = os.fstat(f.fileno()).st_size
+        size = os.fstat(f.fileno()).st_size
         tail = os.pread(f.fileno(), TAIL_SIZE, size - TAIL_SIZE) if size >= TAIL_SIZE else b""
-    return detect(head, tail)
+    return detect(head, tail), head
 
 
 def check_convertible(fmt: str, what: str) -> None:
