@@ -241,10 +241,6 @@ def is_url_stem(stem: str) -> bool:
     return bool(_URL_STEM.search(stem))
 
 
-def is_temporary(filename: str) -> bool:
-    return filename.startswith(".") and TEMP_MARK in filename
-
-
 def is_partial(filename: str) -> bool:
     """A download's leftovers: ``*.part`` or ``*.part.meta`` (not its lock), or a layer."""
     return filename.endswith((PART, PART_META, LAYER))

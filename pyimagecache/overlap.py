@@ -130,7 +130,4 @@ def worth_overlapping(
     return free is None or free >= (growing.size - growing.written) + output
 
 
-#: Converts a growing source into a scratch file: (source, format, scratch) -> None.
-ConvertGrowing = Callable[[GrowingFile, str, Path], None]
-
 __all__ = ["Overlap", "SourceChanged", "worth_overlapping"]
