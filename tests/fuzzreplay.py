@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import importlib
 import random
-import signal
 import struct
 import sys
 import time
 from pathlib import Path
-from types import FrameType
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List
 
 import pytest
+from conftest import time_limit
 
 FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 sys.path.insert(0, str(FUZZ))
@@ -86,16 +85,8 @@ class CorpusReplay:
 
     @pytest.fixture(autouse=True)
     def no_hang(self) -> Iterator[None]:
-        def expired(signum: int, frame: Optional[FrameType]) -> None:
-            raise TimeoutError("a corpus input hangs the reader")
-
-        old = signal.signal(signal.SIGALRM, expired)
-        signal.alarm(300)
-        try:
+        with time_limit(300, "a corpus input hangs the reader"):
             yield
-        finally:
-            signal.alarm(0)
-            signal.signal(signal.SIGALRM, old)
 
     def corpus(self) -> List[Path]:
         return sorted((FUZZ / "corpus" / self.fmt).glob(f"*.{self.fmt}"))

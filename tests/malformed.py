@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 from pathlib import Path
-from types import FrameType
-from typing import Callable, Iterator, Optional, Type
+from typing import Callable, Iterator, Type
 
 import pytest
+from conftest import time_limit
 
 from pyimagecache.converter import convert
 from pyimagecache.errors import ImageFormatError
@@ -22,16 +21,8 @@ TIME_LIMIT = 20
 
 @pytest.fixture(autouse=True)
 def no_hang() -> Iterator[None]:
-    def expired(signum: int, frame: Optional[FrameType]) -> None:
-        raise TimeoutError(f"no answer within {TIME_LIMIT} s: the reader hangs")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TIME_LIMIT)
-    try:
+    with time_limit(TIME_LIMIT, "the reader hangs"):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def expect_refused(

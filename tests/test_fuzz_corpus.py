@@ -8,14 +8,13 @@ Mutations are cheap and deterministic (fixed seed), aimed at the header and tabl
 from __future__ import annotations
 
 import random
-import signal
 import struct
 import sys
 from pathlib import Path
-from types import FrameType
-from typing import Iterator, List, Optional
+from typing import Iterator, List
 
 import pytest
+from conftest import time_limit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "fuzz"))
@@ -31,16 +30,8 @@ INTERESTING_8 = [0, 1, 0x7F, 0x80, 0xFF, 0x40]
 
 @pytest.fixture(autouse=True)
 def no_hang() -> Iterator[None]:
-    def expired(signum: int, frame: Optional[FrameType]) -> None:
-        raise TimeoutError("a corpus input hangs the reader")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(300)
-    try:
+    with time_limit(300, "a corpus input hangs the reader"):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def mutate(data: bytes, rng: random.Random) -> bytes:

@@ -10,15 +10,14 @@ touches an existing one, nor leaves temporary files behind.
 from __future__ import annotations
 
 import re
-import signal
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Callable, Iterator, List, Optional, Type
+from typing import Callable, List, Optional, Type
 
 import pytest
+from malformed import no_hang  # noqa: F401 (autouse: every case fails rather than hangs)
 from qcow2writer import (
     COPIED,
     EXT_FEATURE_TABLE,
@@ -42,21 +41,6 @@ from pyimagecache.errors import (
 qcow2 = pytest.importorskip("pyimagecache.qcow2")
 
 CS = 4096  # small clusters keep every case fast
-TIME_LIMIT = 20  # seconds per case; a hang fails the test instead of the run
-
-
-@pytest.fixture(autouse=True)
-def no_hang() -> Iterator[None]:
-    def expired(signum: int, frame: Optional[FrameType]) -> None:
-        raise TimeoutError(f"no answer within {TIME_LIMIT} s: the reader hangs")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TIME_LIMIT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def base(version: int = 3, extended_l2: bool = False, compression: str = "deflate") -> Qcow2Writer:

@@ -13,10 +13,10 @@ import signal
 import struct
 import sys
 from pathlib import Path
-from types import FrameType
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Tuple
 
 import pytest
+from conftest import time_limit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "fuzz"))
@@ -33,16 +33,8 @@ CASE_SECONDS = 20
 
 @pytest.fixture(autouse=True)
 def no_hang() -> Iterator[None]:
-    def expired(signum: int, frame: Optional[FrameType]) -> None:
-        raise TimeoutError("a corpus input hangs the reader")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(600)
-    try:
+    with time_limit(600, "a corpus input hangs the reader"):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def busy_pages(data: bytes) -> List[int]:

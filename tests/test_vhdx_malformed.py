@@ -7,14 +7,13 @@ temporary file; no case may raise another exception type or hang (SIGALRM).
 from __future__ import annotations
 
 import re
-import signal
 import struct
 import uuid
 from pathlib import Path
-from types import FrameType
-from typing import Callable, Iterator, List, Optional, Tuple, Type
+from typing import Callable, List, Tuple, Type
 
 import pytest
+from malformed import no_hang  # noqa: F401 (autouse: every case fails rather than hangs)
 from vhdxwriter import (
     PARTIALLY_PRESENT,
     LogEntry,
@@ -29,22 +28,7 @@ from pyimagecache.vhdx import open_image
 
 KiB = 1 << 10
 MiB = 1 << 20
-TIME_LIMIT = 20
 H1, H2, RT1, RT2 = 64 * KiB, 128 * KiB, 192 * KiB, 256 * KiB
-
-
-@pytest.fixture(autouse=True)
-def no_hang() -> Iterator[None]:
-    def expired(signum: int, frame: Optional[FrameType]) -> None:
-        raise TimeoutError(f"no answer within {TIME_LIMIT} s: the reader hangs")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TIME_LIMIT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def writer() -> VhdxWriter:

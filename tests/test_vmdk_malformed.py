@@ -7,17 +7,16 @@ the conversion leaves neither the output nor a temporary file behind.
 from __future__ import annotations
 
 import os
-import signal
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Callable, Iterator, List, Optional, Type
+from typing import Callable, List, Optional, Type
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from malformed import no_hang  # noqa: F401 (autouse: every case fails rather than hangs)
 from vmdkwriter import GD_AT_END, SECTOR, Built, VmdkWriter, descriptor_text
 
 from pyimagecache.converter import ConvertOptions, convert, convert_image
@@ -26,22 +25,7 @@ from pyimagecache.sourcefile import SourceFile
 from pyimagecache.vmdk import open_image
 from pyimagecache.vmdk.descriptor import check_create_type, parse_descriptor, resolve_extent
 
-TIME_LIMIT = 20
 G = 4096  # 8-sector grains keep every case small
-
-
-@pytest.fixture(autouse=True)
-def no_hang() -> Iterator[None]:
-    def expired(signum: int, frame: Optional[FrameType]) -> None:
-        raise TimeoutError(f"no answer within {TIME_LIMIT} s: the reader hangs")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TIME_LIMIT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def base(stream: bool = False, gd_at_end: bool = True, zero_grain: bool = False) -> VmdkWriter:
