@@ -1,5 +1,5 @@
-"""Differential checks against qemu-img shared by tests/test_vhd_qemu.py and
-tests/test_vdi_qemu.py: convert with both tools, compare bytes with cmp (never a whole large
+"""Differential checks against qemu-img shared by the format suites (tests/test_*_qemu.py):
+convert with both tools, compare bytes with cmp (never a whole large
 file in memory), allocation no more than qemu's plus one block, and describe() against
 ``qemu-img info --output=json``."""
 
@@ -33,14 +33,15 @@ def qemu_io(image: Path, fmt: str, cmds: Sequence[str]) -> None:
     run(*args, str(image))
 
 
-def source_raw(path: Path, size: int, seed: int = 0) -> Path:
-    """A disk with incompressible runs, text and zero holes (written sparse)."""
+def source_raw(path: Path, size: int, seed: int = 0, largest: int = 300_000) -> Path:
+    """A disk with what cloud images hold: incompressible runs, text and zero holes (written
+    sparse), in pieces of up to ``largest`` bytes."""
     rng = random.Random(seed)
     with open(path, "wb") as f:
         f.truncate(size)
         pos = 0
         while pos < size:
-            n = min(size - pos, rng.choice([512, 4096, 65536, 300_000]))
+            n = min(size - pos, rng.choice([512, 4096, 65536, largest]))
             pick = rng.random()
             if pick < 0.35:
                 f.seek(pos)

@@ -11,10 +11,11 @@ import os
 import random
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Set
+from typing import Any, Dict, List, Sequence
 
 import pytest
 from conftest import require_tool
+from diskdiff import data_blocks, run
 from qcow2writer import Compressed, Data, Qcow2Writer, Sub, Zero
 
 qcow2 = pytest.importorskip("pyimagecache.qcow2")
@@ -31,12 +32,6 @@ def qemu_img() -> str:
 @pytest.fixture(scope="module")
 def qemu_io() -> str:
     return require_tool("qemu-io")
-
-
-def run(*args: str) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(args)}: {proc.stderr}{proc.stdout}"
-    return proc.stdout
 
 
 def qemu_io_cmds(image: Path, cmds: Sequence[str], fmt: str = "qcow2", *extra: str) -> None:
@@ -66,24 +61,6 @@ def source_raw(path: Path, size: int, seed: int = 0) -> Path:
 def qemu_info(image: Path) -> Dict[str, Any]:
     result: Dict[str, Any] = json.loads(run("qemu-img", "info", "--output=json", str(image)))
     return result
-
-
-def data_blocks(path: Path, block: int) -> Set[int]:
-    """Indices of the ``block``-sized blocks holding data (SEEK_DATA/SEEK_HOLE)."""
-    found: Set[int] = set()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size, pos = os.fstat(fd).st_size, 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:  # ENXIO: no data after pos
-                break
-            pos = os.lseek(fd, start, os.SEEK_HOLE)
-            found.update(range(start // block, -(-pos // block)))
-    finally:
-        os.close(fd)
-    return found
 
 
 def differential(image: Path, tmp_path: Path) -> bytes:

@@ -12,9 +12,11 @@ import subprocess
 from pathlib import Path
 from typing import Sequence
 
+import diskdiff
 import pytest
 from conftest import require_tool
-from test_qcow2_qemu import data_blocks, qemu_info, run  # the same helpers, shared
+from diskdiff import data_blocks, run
+from test_qcow2_qemu import qemu_info  # qemu-img info as it probes the format
 from vmdkwriter import ZERO_GRAIN, VmdkWriter
 
 from pyimagecache.converter import ConvertOptions, convert_image
@@ -43,22 +45,7 @@ def qemu_io() -> str:
 
 
 def source_raw(path: Path, size: int, seed: int = 0) -> Path:
-    """A disk with what cloud images hold: incompressible runs, text, and zero holes."""
-    rng = random.Random(seed)
-    with open(path, "wb") as f:
-        f.truncate(size)
-        pos = 0
-        while pos < size:
-            n = min(size - pos, rng.choice([512, 4096, 65536, 200_000]))
-            pick = rng.random()
-            if pick < 0.35:
-                f.seek(pos)
-                f.write(rng.randbytes(n))
-            elif pick < 0.6:
-                f.seek(pos)
-                f.write(((b"cloud-init %d\n" % rng.randrange(10**6)) * (n // 18 + 1))[:n])
-            pos += n
-    return path
+    return diskdiff.source_raw(path, size, seed, largest=200_000)
 
 
 def make_vmdk(raw: Path, out: Path, subformat: str, *opts: str) -> Path:
