@@ -32,12 +32,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+from bench_fetch import Run, timed  # noqa: E402 - the same timing as the other benches
 from nginx import serve_dir  # noqa: E402
 
 MB = 1000 * 1000
@@ -65,22 +65,6 @@ cache.mkdir(parents=True, exist_ok=True)
 source = fetch(url, cache / "source", sha256=pin)
 _convert(source, cache / "disk.raw", formats.detect_file(source), None)
 """
-
-
-class Run(NamedTuple):
-    wall: float
-    rss_mib: float
-
-
-def timed(argv: Sequence[str]) -> Run:
-    start = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"bench_ensure: {' '.join(argv)} failed: {err.strip()[-500:]}")
-    return Run(wall, usage.ru_maxrss / 1024)
 
 
 def build_tar_xz(images: Path) -> Path:
@@ -159,7 +143,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     for i in range(args.runs):
                         for key in order if i % 2 == 0 else reversed(order):
                             clean(cache, dest)
-                            runs[key].append(timed(contenders[key]))
+                            runs[key].append(timed(contenders[key], stdout=subprocess.DEVNULL))
                     clean(cache, dest)
                     print(
                         f"\n{label}, {name} ({served[name].stat().st_size / MB:.0f} MB), "
