@@ -19,6 +19,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from . import formats
 from ._lock import FileLock
+from ._log import info as _log
+from ._log import warning as _warn
 from ._progress import ProgressCallback
 from .cachedir import resolve_cache_dir
 from .cachefiles import EntryNames, alias_names, is_oci, is_url, url_names
@@ -37,14 +39,6 @@ from .hashing import Expected, file_digests
 from .settings import Settings
 from .sidecar import read_sidecar, write_sidecar
 from .sourcefile import GrowingFile
-
-
-def _log(message: str, *args: object) -> None:
-    # logging is imported on the slow path only; a cache hit does not pay for it.
-    import logging
-
-    logging.getLogger("pyimagecache").info(message, *args)
-
 
 PathLike = Union[str, "os.PathLike[str]"]
 #: Progress callback for one phase ("download", "convert"), or None for no progress.
@@ -604,13 +598,6 @@ def _registry_mirror(
     if resolved is None:
         return None
     return _registry_pull(request, source, settings, progress, wanted, resolved)
-
-
-def _warn(message: str, *args: object) -> None:
-    # With no logging configured, Python's last-resort handler prints warnings on stderr.
-    import logging
-
-    logging.getLogger("pyimagecache").warning(message, *args)
 
 
 def _download_from(

@@ -11,15 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, List, Optional
 
+from .._log import info as _log
 from ._options import add_network_options, settings_from
-
-
-def _log(message: str, *args: object) -> None:
-    # Imported when there is something to say: registering this command must not import
-    # logging for every other command (convert and copy never log).
-    import logging
-
-    logging.getLogger("pyimagecache").info(message, *args)
 
 
 def repository(text: str) -> Any:
