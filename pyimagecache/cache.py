@@ -87,12 +87,13 @@ def resolve(
             f"{differs} {getattr(given, differs)} does not match the catalog's pin for "
             f"{url_or_alias} on {key} ({getattr(pinned, differs)})"
         )
+    snapshot = snapshot_of(info, key)
     return Request(
         url=image.url,
         expected=pinned,
-        names=alias_names(url_or_alias, snapshot_of(info, key), key, image.url),
+        names=alias_names(url_or_alias, snapshot, key, image.url),
         alias=url_or_alias,
-        snapshot=snapshot_of(info, key),
+        snapshot=snapshot,
         arch=key,
         info=info,
     )
