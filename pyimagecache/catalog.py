@@ -31,6 +31,7 @@ __all__ = [
     "ARCHES",
     "ArchImage",
     "ImageInfo",
+    "Provenance",
     "aliases",
     "cache_stem",
     "load_catalog",
@@ -60,11 +61,39 @@ _MACHINE_TO_ARCH = {
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 #: The fields of an alias entry and of its per-arch images, in the order catalog.json keeps.
 INFO_FIELDS = ("distro", "version", "codename", "snapshot", "bumped_at", "arch")
-ARCH_FIELDS = ("url", "sha256", "sha512", "snapshot")
+ARCH_FIELDS = ("url", "sha256", "sha512", "snapshot", "provenance")
+#: The fields of a pin's provenance record, in the order catalog.json keeps them.
+PROVENANCE_FIELDS = ("record", "format", "signature", "key", "date", "note")
+#: What a provenance record says of the record's signature: checked by gpgv against ``key``;
+#: upstream (or the public record) publishes none; or present but not checked (the user
+#: passed ``--no-verify-signatures``).
+SIGNATURE_STATES = ("verified", "unsigned", "not-checked")
+_FINGERPRINT = re.compile(r"[0-9A-F]{40}")
+_FORMAT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 _EMBEDDED_SCHEMES = ("https",)
 _USER_SCHEMES = ("https", "http", "file")
 
 CatalogSource = Union[str, "os.PathLike[str]", Mapping[str, "ImageInfo"]]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a pin's digest was read: ``record`` (the checksum file's https URL, or a public
+    record such as ``github:OWNER/REPO@COMMIT:PATH``), its ``format`` (a short name such as
+    ``sha256sums``, ``bsd``, ``lima-template``), whether its ``signature`` was ``verified``
+    (then ``key`` is the signing key's 40-hex fingerprint), ``unsigned`` or ``not-checked``,
+    the ``date`` (YYYY-MM-DD) it was read, and an optional ``note``.
+
+    >>> Provenance("https://e.org/SHA256SUMS", "sha256sums", "unsigned", date="2026-12-07").key
+    ''
+    """
+
+    record: str
+    format: str
+    signature: str
+    key: str = ""
+    date: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +111,7 @@ class ArchImage:
     sha256: str = ""
     sha512: str = ""
     snapshot: str = ""
+    provenance: Optional[Provenance] = None
 
     @property
     def expected(self) -> Expected:
@@ -154,7 +184,7 @@ def _parse_arch_image(alias: str, arch: str, obj: object, schemes: Tuple[str, ..
         )
     unknown = sorted(set(obj) - set(ARCH_FIELDS))
     if unknown:
-        raise _fail(where, f"unknown field {unknown[0]!r} (expected url, sha256, sha512, snapshot)")
+        raise _fail(where, f"unknown field {unknown[0]!r} (expected {', '.join(ARCH_FIELDS)})")
     url = obj.get("url")
     if not isinstance(url, str) or not url:
         raise _fail(where, "field 'url' must be a non-empty string")
@@ -182,7 +212,67 @@ def _parse_arch_image(alias: str, arch: str, obj: object, schemes: Tuple[str, ..
     snapshot = obj.get("snapshot", "")
     if snapshot != "":
         _check_snapshot(where, snapshot)
-    return ArchImage(url=url, snapshot=snapshot, **digests)
+    provenance = None
+    if "provenance" in obj:
+        provenance = parse_provenance(f"{where} provenance", obj["provenance"])
+    return ArchImage(url=url, snapshot=snapshot, provenance=provenance, **digests)
+
+
+def parse_provenance(where: str, obj: object) -> Provenance:
+    """A pin's ``provenance`` object, validated field by field (CatalogError names the field).
+
+    >>> parse_provenance("x", {"record": "https://e.org/SUMS", "format": "bsd",
+    ...                        "signature": "verified", "key": "AB" * 20}).signature
+    'verified'
+    """
+    if not isinstance(obj, dict):
+        raise _fail(where, f"must be an object, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - set(PROVENANCE_FIELDS))
+    if unknown:
+        raise _fail(
+            where, f"unknown field {unknown[0]!r} (expected {', '.join(PROVENANCE_FIELDS)})"
+        )
+    values: Dict[str, str] = {}
+    for name in PROVENANCE_FIELDS:
+        value = obj.get(name, "")
+        if not isinstance(value, str):
+            raise _fail(where, f"field {name!r} must be a string, got {type(value).__name__}")
+        values[name] = value
+    if not values["record"].strip():
+        raise _fail(where, "field 'record' must name the checksum file or public record")
+    if not _FORMAT_NAME.fullmatch(values["format"]):
+        raise _fail(
+            where,
+            f"field 'format' {values['format']!r} must be a short name "
+            "([a-z0-9] then [a-z0-9-], at most 40)",
+        )
+    signature, key = values["signature"], values["key"]
+    if signature not in SIGNATURE_STATES:
+        raise _fail(
+            where,
+            f"field 'signature' {signature!r} must be one of {', '.join(SIGNATURE_STATES)}",
+        )
+    if signature == "verified" and not _FINGERPRINT.fullmatch(key):
+        raise _fail(
+            where,
+            f"field 'key' {key!r} must be the verifying key's fingerprint "
+            "(40 uppercase hex digits) when 'signature' is 'verified'",
+        )
+    if signature != "verified" and key:
+        raise _fail(where, f"field 'key' is set but 'signature' is {signature!r}, not 'verified'")
+    if values["date"]:
+        try:
+            datetime.date.fromisoformat(values["date"])
+        except ValueError:
+            raise _fail(
+                where, f"field 'date' {values['date']!r} is not a YYYY-MM-DD date"
+            ) from None
+    return Provenance(**values)
+
+
+def provenance_document(provenance: Provenance) -> Dict[str, str]:
+    """A provenance record as catalog.json spells it (empty optional fields omitted)."""
+    return {f: getattr(provenance, f) for f in PROVENANCE_FIELDS if getattr(provenance, f)}
 
 
 def _check_snapshot(where: str, snapshot: object) -> None:
@@ -415,10 +505,18 @@ def entry_document(info: ImageInfo) -> Dict[str, Any]:
     for name in INFO_FIELDS:
         value = getattr(info, name)
         if name == "arch":
-            out["arch"] = {
-                key: {f: getattr(image, f) for f in ARCH_FIELDS if getattr(image, f)}
-                for key, image in value.items()
-            }
+            out["arch"] = {key: _arch_document(image) for key, image in value.items()}
+        elif value:
+            out[name] = value
+    return out
+
+
+def _arch_document(image: ArchImage) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for name in ARCH_FIELDS:
+        value = getattr(image, name)
+        if isinstance(value, Provenance):
+            out[name] = provenance_document(value)
         elif value:
             out[name] = value
     return out

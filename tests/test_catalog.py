@@ -393,3 +393,64 @@ def test_platform_machine_maps_to_a_listed_arch(
     assert listing, f"no alias lists {arch}"
     info, key, image = catalog.lookup(listing[0])
     assert key == arch and image is info.arch[arch]
+
+
+# -- provenance records ---------------------------------------------------------------------------
+
+_PROVENANCE = {
+    "record": "https://cloud-images.ubuntu.com/releases/noble/release-20260725/SHA256SUMS",
+    "format": "sha256sums",
+    "signature": "verified",
+    "key": "D2EB44626FDDC30B513D5BB71A5D6C4C7DB87C81",
+    "date": "2026-12-07",
+}
+
+
+def _with_provenance(record: object) -> dict:
+    return {
+        "a": {
+            "distro": "ubuntu",
+            "version": "24.04",
+            "snapshot": "20260725",
+            "arch": {
+                "amd64": {
+                    "url": "https://example.org/d.img",
+                    "sha256": "ab" * 32,
+                    "provenance": record,
+                }
+            },
+        }
+    }
+
+
+def test_provenance_round_trips_through_the_document():
+    parsed = catalog.parse_catalog(_with_provenance(dict(_PROVENANCE)), embedded=True)
+    image = parsed["a"].arch["amd64"]
+    assert image.provenance == catalog.Provenance(**_PROVENANCE)
+    assert catalog.entry_document(parsed["a"])["arch"]["amd64"]["provenance"] == _PROVENANCE
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"record": ""}, "field 'record'"),
+        ({"format": "Not A Name"}, "field 'format'"),
+        ({"signature": "yes"}, "field 'signature' 'yes' must be one of"),
+        ({"key": "abc"}, "field 'key' 'abc' must be the verifying key's fingerprint"),
+        ({"signature": "unsigned"}, "field 'key' is set but 'signature' is 'unsigned'"),
+        ({"date": "07/12/2026"}, "field 'date' '07/12/2026' is not a YYYY-MM-DD date"),
+        ({"signed_by": "me"}, "unknown field 'signed_by'"),
+        ({"note": 3}, "field 'note' must be a string, got int"),
+    ],
+)
+def test_a_malformed_provenance_record_names_the_field(change, says):
+    record = {**_PROVENANCE, **change}
+    with pytest.raises(CatalogError) as caught:
+        catalog.parse_catalog(_with_provenance(record), embedded=True)
+    assert "alias 'a' arch 'amd64' provenance" in str(caught.value)
+    assert says in str(caught.value)
+
+
+def test_provenance_must_be_an_object():
+    with pytest.raises(CatalogError, match="provenance: must be an object, got str"):
+        catalog.parse_catalog(_with_provenance("lima"), embedded=True)
