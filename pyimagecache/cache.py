@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import formats
 from ._lock import FileLock
@@ -23,15 +23,18 @@ from ._log import info as _log
 from ._log import warning as _warn
 from ._progress import ProgressCallback
 from .cachedir import resolve_cache_dir
-from .cachefiles import EntryNames, alias_names, is_oci, is_url, url_names
+from .cachefiles import EntryNames, alias_names, is_oci, is_url, url_basename, url_names
 from .catalog import CatalogSource, ImageInfo, lookup, resolve_catalog, snapshot_of, suggest
 from .errors import (
     CatalogError,
+    ChangedEntryError,
     ConversionError,
+    DigestConflictError,
     DownloadError,
     ImageCacheError,
     ImageFormatError,
     MissingExtraError,
+    NotADiskError,
     UnknownImageError,
     UnsupportedFormatError,
 )
@@ -52,6 +55,8 @@ class Request:
     url: str
     expected: Expected
     names: EntryNames
+    #: What the caller gave (sha256=/sha512=); for an alias it equals the pin or is empty.
+    given: Expected = Expected()
     alias: Optional[str] = None
     snapshot: Optional[str] = None
     arch: Optional[str] = None
@@ -75,7 +80,7 @@ def resolve(
     """Turn an alias or URL into a :class:`Request` without touching the cache or network."""
     given = Expected.parse(sha256, sha512)
     if is_url(url_or_alias):
-        return Request(url=url_or_alias, expected=given, names=url_names(url_or_alias))
+        return Request(url=url_or_alias, expected=given, names=url_names(url_or_alias), given=given)
     entries = resolve_catalog(catalog)
     if url_or_alias not in entries:
         raise UnknownImageError(_unknown_message(url_or_alias, entries))
@@ -92,6 +97,7 @@ def resolve(
         url=image.url,
         expected=pinned,
         names=alias_names(url_or_alias, snapshot, key, image.url),
+        given=given,
         alias=url_or_alias,
         snapshot=snapshot,
         arch=key,
@@ -112,6 +118,13 @@ def _resolve_oci(text: str, arch: Optional[str], settings: Settings) -> Request:
     key = normalize_arch(arch)
     resolved = None
     if reference.digest is None:
+        if settings.offline:
+            raise DownloadError(
+                f"{text}: offline mode ({offline_origin(settings)}) forbids resolving the tag "
+                f"{reference.tag!r} at {reference.registry}; name the image by digest "
+                "(…@sha256:…) to use a copy already in the cache",
+                url=text,
+            )
         resolved = resolve_reference(reference, key, settings)
         digest = resolved.index_digest or resolved.manifest_digest or resolved.blob.digest
     else:
@@ -207,6 +220,14 @@ def ensure(
     )
 
 
+class Ensured(NamedTuple):
+    """What :func:`ensure_entry` did: the raw disk's ``path``, and whether it was a ``hit``
+    (handed out as it was: nothing downloaded or converted by this call)."""
+
+    path: Path
+    hit: bool
+
+
 def ensure_phased(
     url_or_alias: str,
     cache_dir: Optional[PathLike] = None,
@@ -221,31 +242,133 @@ def ensure_phased(
     overrides: Optional[dict[str, Any]] = None,
 ) -> Path:
     """ensure() with one progress callback per phase ("download", "convert"), for the CLI."""
+    return ensure_entry(
+        url_or_alias,
+        cache_dir,
+        arch=arch,
+        sha256=sha256,
+        sha512=sha512,
+        catalog=catalog,
+        progress_for=progress_for,
+        keep_source=keep_source,
+        settings=settings,
+        overrides=overrides,
+    ).path
+
+
+def ensure_entry(
+    url_or_alias: str,
+    cache_dir: Optional[PathLike] = None,
+    *,
+    arch: Optional[str] = None,
+    sha256: Optional[str] = None,
+    sha512: Optional[str] = None,
+    catalog: Optional[CatalogSource] = None,
+    progress_for: PhaseProgress = lambda phase: None,
+    keep_source: bool = False,
+    settings: Optional[Settings] = None,
+    overrides: Optional[dict[str, Any]] = None,
+) -> Ensured:
+    """:func:`ensure_phased`, saying also whether the entry was a hit."""
     directory = resolve_cache_dir(cache_dir)
     if is_oci(url_or_alias):
         settings = _settings(settings, overrides)  # a tag is resolved at the registry first
         request = _resolve_oci(url_or_alias, arch, settings)
-        raw = directory / request.names.raw
-        if raw.exists():
-            return raw
-        return build(request, directory, progress_for, settings, keep_source=keep_source)
-    request = resolve(url_or_alias, arch=arch, sha256=sha256, sha512=sha512, catalog=catalog)
+    else:
+        request = resolve(url_or_alias, arch=arch, sha256=sha256, sha512=sha512, catalog=catalog)
     raw = directory / request.names.raw
-    if raw.exists() and _still_valid(request, raw):
-        return raw
-    if request.alias is not None:
+    entry = examine(request, raw)
+    if entry.hit:
+        return Ensured(raw, True)
+    if request.alias is not None and entry.missing:
         stand_in = _existing_fallback(request, directory)  # the pin aged out before
         if stand_in is not None:
-            return stand_in
-    settings = _settings(settings, overrides)
+            return Ensured(stand_in, True)
+    if request.oci is None:
+        settings = _settings(settings, overrides)
+    assert settings is not None
     try:
-        return build(request, directory, progress_for, settings, keep_source=keep_source)
+        return build_entry(request, directory, progress_for, settings, keep_source=keep_source)
     except DownloadError as exc:
         if request.alias is None or exc.status not in AGED_OUT or exc.url != request.url:
             raise
-        return _after_aged_out_pin(
+        path = _after_aged_out_pin(
             request, directory, progress_for, settings, exc, keep_source=keep_source
         )
+        return Ensured(path, False)
+
+
+class Entry(NamedTuple):
+    """What a cache entry holds for a request, from one stat and its sidecar."""
+
+    raw: Path
+    #: The raw exists, matches its record, and agrees with any digest the caller gave.
+    hit: bool
+    missing: bool = False
+    #: What changed since it was published ("" when nothing did, or it was never recorded).
+    change: str = ""
+    #: The caller gave a digest the entry was not verified against: fetch it again.
+    refetch: bool = False
+
+
+def examine(request: Request, raw: Path) -> Entry:
+    """Whether ``raw`` may be handed out for ``request``: one stat and the sidecar, no
+    hashing. A raw whose size or modification time differ from its record changed after it
+    was published (a VM booted on it, an editor); a digest given now that disagrees with the
+    one the entry was verified against is a :class:`DigestConflictError` (a typo: the entry is
+    left as it is); one it was not verified against means fetching again."""
+    try:
+        st = os.stat(raw)
+    except FileNotFoundError:
+        return Entry(raw, hit=False, missing=True)
+    record = read_sidecar(raw)
+    change = changed_since_published(st, record)
+    if change:
+        return Entry(raw, hit=False, change=change)
+    for algorithm, given in request.given.items():
+        recorded = record.get(algorithm)
+        if recorded == given:
+            continue
+        if recorded is None or not record.get("verified"):
+            return Entry(raw, hit=False, refetch=True)  # never verified against it: ask upstream
+        raise DigestConflictError(
+            f"{request.label}: the {algorithm} given, {given}, disagrees with the {algorithm} "
+            f"the cached entry {raw} was verified against, {recorded}; left the entry as it "
+            "is (a typo? to replace it, remove it first)",
+            entry=str(raw),
+            algorithm=algorithm,
+            given=given,
+            recorded=str(recorded),
+        )
+    return Entry(raw, hit=True)
+
+
+def changed_since_published(st: os.stat_result, record: Dict[str, Any]) -> str:
+    """What differs between a raw's stat and the size and modification time its sidecar
+    recorded when it was published ("" for nothing, or an entry recorded by a pyimagecache
+    that did not record them: ``cache verify`` reports those)."""
+    if not record:
+        return "it has no sidecar record"
+    size, mtime = record.get("size"), record.get("mtime_ns")
+    if not isinstance(size, int) or not isinstance(mtime, int):
+        return ""
+    changes = []
+    if st.st_size != size:
+        changes.append(f"size {size} -> {st.st_size} bytes")
+    if st.st_mtime_ns != mtime:
+        changes.append(f"modified at {_when(st.st_mtime_ns)}, published at {_when(mtime)}")
+    return ", ".join(changes)
+
+
+def _when(ns: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
+
+
+def offline_origin(settings: Settings) -> str:
+    """What set offline mode, for messages: the flag, the variable or the keyword."""
+    return settings.offline_from or "offline"
 
 
 def _settings(settings: Optional[Settings], overrides: Optional[dict[str, Any]]) -> Settings:
@@ -327,6 +450,8 @@ def _existing_fallback(request: Request, directory: Path) -> Optional[Path]:
     for raw in sorted(directory.glob(pattern), reverse=True):
         record = read_sidecar(raw)
         if record.get("fallback_from") == request.snapshot and record.get("alias") == request.alias:
+            if changed_since_published(raw.stat(), record):
+                return None  # ensure goes the long way, which rebuilds it with a warning
             return raw
     return None
 
@@ -360,15 +485,6 @@ def verified_source(
     return source, request
 
 
-def _still_valid(request: Request, raw: Path) -> bool:
-    # Alias entries are named by their pinned snapshot, so existence is enough. A URL entry
-    # fetched without a checksum must match one given now, per its sidecar (no re-hash).
-    if request.alias is not None or not request.expected:
-        return True
-    recorded = read_sidecar(raw)
-    return request.expected.matches({k: str(recorded.get(k)) for k in request.expected.algorithms})
-
-
 def build(
     request: Request,
     directory: Path,
@@ -378,62 +494,132 @@ def build(
     keep_source: bool = False,
 ) -> Path:
     """The slow path of ensure(): under the entry's lock, fetch, convert, publish, record."""
+    return build_entry(request, directory, progress_for, settings, keep_source=keep_source).path
+
+
+def build_entry(
+    request: Request,
+    directory: Path,
+    progress_for: PhaseProgress,
+    settings: Settings,
+    *,
+    keep_source: bool = False,
+) -> Ensured:
+    """:func:`build`, saying whether another process finished the entry while we waited."""
     names = request.names
     directory.mkdir(parents=True, exist_ok=True)
     raw = directory / names.raw
     source = directory / names.source
     with FileLock(directory / names.lock):
-        if raw.exists():
-            if _still_valid(request, raw):
-                return raw  # another process or thread finished it while we waited
-            _log("%s does not match the digest given; fetching again", raw)
-            _remove(raw, directory / names.sidecar, source)
+        entry = examine(request, raw)
+        if entry.hit:
+            return Ensured(raw, True)  # another process or thread finished it while we waited
+        if entry.change:
+            _refuse_offline_repair(request, entry, source, settings)
+            _warn(
+                "%s changed since it was published (%s); building it again from %s",
+                raw,
+                entry.change,
+                "the kept source" if source.exists() else "its source",
+            )
+        elif entry.refetch:
+            _log("%s was not verified against the digest given; fetching again", raw)
+        # Whatever the entry holds stays in place until its replacement is verified and
+        # converted: a failed rebuild leaves it as it was.
+        rebuild = not entry.missing
         wanted = tuple(dict.fromkeys((*request.expected.algorithms, "sha256")))
         digests = _reuse_source(request, source, wanted)
         scratch: Optional[Path] = None
         fmt = ""
         if digests is None:
             digests, scratch, fmt = _download_converting(
-                request, source, raw, settings, progress_for, wanted
+                request, source, raw, settings, progress_for, wanted, again=rebuild
             )
-        if scratch is not None:
-            from ._atomic import publish
-
-            publish(scratch, raw)  # converted while downloading, and now verified
-        else:
-            fmt, head = formats.sniff_file(source)
-            try:
-                what = f"{request.label} ({source.name})"
+        what = f"{request.label} ({source.name})"
+        try:
+            if scratch is None:
+                fmt, head = formats.sniff_file(source)
                 formats.check_convertible(fmt, what)
                 formats.check_self_contained(fmt, head, what)
-                _convert(source, raw, fmt, progress_for("convert"))
-            except (MissingExtraError, ImageFormatError, ConversionError, OSError) as exc:
-                raise _conversion_failed(request, source, raw, fmt, exc) from exc
+            _check_disk(request, source, fmt)
+            if scratch is None:
+                scratch = _convert(request, source, raw, fmt, progress_for("convert"))
+        except (MissingExtraError, ImageFormatError, ConversionError, OSError) as exc:
+            if scratch is not None and scratch != source:
+                _remove(scratch)
+            raise _conversion_failed(request, source, raw, fmt, exc) from exc
+        _publish(request, scratch, raw, digests, fmt)
         if fmt != formats.RAW and not keep_source:
             _remove(source)
-        write_sidecar(
-            raw,
-            {
-                "url": request.url,
-                **digests,
-                "verified": bool(request.expected) or request.oci is not None,
-                "alias": request.alias,
-                "snapshot": request.snapshot,
-                "arch": request.arch,
-                "source_format": fmt,
-                "size": raw.stat().st_size,
-                "fallback_from": request.fallback_from,
-            },
-        )
-    return raw
+    return Ensured(raw, False)
+
+
+def _refuse_offline_repair(
+    request: Request, entry: Entry, source: Path, settings: Settings
+) -> None:
+    """A changed entry that cannot be rebuilt here (offline, no kept source, no mirror that
+    may serve it) is one error saying what changed and how to repair it."""
+    if not settings.offline or source.exists():
+        return
+    if settings.mirrors and request.expected and request.oci is None:
+        return  # a mirror may serve the pinned file
+    raise ChangedEntryError(
+        f"{entry.raw} changed since it was published ({entry.change}), and offline mode "
+        f"({offline_origin(settings)}) forbids fetching its source again; run "
+        "`pyimagecache cache verify --repair` once online (or remove the file), and boot VMs "
+        "on a copy (`pyimagecache copy`), never on the cached disk itself",
+        entry=str(entry.raw),
+        change=entry.change,
+    )
+
+
+def _check_disk(request: Request, path: Path, fmt: str, name: Optional[str] = None) -> None:
+    """Refuse what is evidently not a disk image (a page, text, a size no disk has, bytes
+    that are not what the name claims), whatever digest it matched: the pin was wrong.
+    ``name`` is what upstream calls the file (default: the URL's last component)."""
+    if request.oci is not None and name is None:
+        return  # a registry names blobs by digest; what it serves is checked by its layout
+    if name is None:
+        name = url_basename(request.url)
+    why = formats.not_a_disk(path, fmt, name)
+    if why is not None:
+        with open(path, "rb") as f:
+            looks = formats.looks_like(f.read(formats.TEXT_PROBE)) or ""
+        raise NotADiskError(f"{request.label}: {name} {why}", looks_like=looks)
+
+
+def _publish(request: Request, scratch: Path, raw: Path, digests: Dict[str, str], fmt: str) -> None:
+    """Record the converted disk in its sidecar, then publish it read-only (a VMM opening it
+    read-write fails loudly instead of changing it). The sidecar goes first: a raw in the
+    cache always has its record, and a record without its raw is only a miss."""
+    from ._atomic import publish
+
+    os.chmod(scratch, 0o444)
+    st = os.stat(scratch)
+    write_sidecar(
+        raw,
+        {
+            "url": request.url,
+            **digests,
+            "verified": bool(request.expected) or request.oci is not None,
+            "alias": request.alias,
+            "snapshot": request.snapshot,
+            "arch": request.arch,
+            "source_format": fmt,
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "fallback_from": request.fallback_from,
+        },
+    )
+    publish(scratch, raw)
 
 
 def _conversion_failed(
     request: Request, source: Path, raw: Path, fmt: str, exc: BaseException
 ) -> BaseException:
     """The error to raise for a failed conversion, after deciding what to keep: a source at
-    fault is removed (no retry can help), any other failure keeps the verified download."""
-    _remove(raw)
+    fault is removed (no retry can help), any other failure keeps the verified download. The
+    entry ``raw`` itself is never touched: whatever it held before stays."""
     if isinstance(exc, ImageFormatError):
         _remove(source)
         if isinstance(exc, UnsupportedFormatError):
@@ -468,8 +654,8 @@ def _reuse_source(
     if request.expected.matches(actual):
         _log("%s: reusing downloaded %s", request.label, source.name)
         return actual
+    # Left in place: a verified download replaces it, a failed one leaves it as it was.
     _log("%s: %s does not match the expected digest; fetching again", request.label, source)
-    _remove(source)
     return None
 
 
@@ -480,6 +666,8 @@ def _download_converting(
     settings: Settings,
     progress_for: PhaseProgress,
     wanted: Sequence[str],
+    *,
+    again: bool = False,
 ) -> Tuple[Dict[str, str], Optional[Path], str]:
     """Download the source from the first place that has the pinned bytes: the mirrors in
     order, then upstream (unless offline). A mirror that fails or serves other bytes gets a
@@ -490,6 +678,12 @@ def _download_converting(
 
     progress = progress_for("download")
     if request.oci is not None:
+        if settings.offline:
+            raise DownloadError(
+                f"{request.url}: offline mode ({offline_origin(settings)}) forbids pulling it "
+                "from its registry, and the cache does not hold it",
+                url=request.url,
+            )
         return _download_from(
             request.url,
             _registry_pull(request, source, settings, progress, wanted),
@@ -497,14 +691,15 @@ def _download_converting(
             source,
             raw,
             progress_for,
+            again,
         )
     candidates = sources(
         request.url, settings.mirrors, pinned=bool(request.expected), offline=settings.offline
     )
     if not candidates:
         raise DownloadError(
-            f"{request.label}: offline (PYIMAGECACHE_OFFLINE) and no mirror can serve "
-            f"{request.url}"
+            f"{request.label}: offline mode ({offline_origin(settings)}) and no mirror can "
+            f"serve {request.url}"
             + ("" if request.expected else " (an unpinned URL is only ever fetched from upstream)"),
             url=request.url,
         )
@@ -524,7 +719,7 @@ def _download_converting(
                     candidate.url, source, request.expected, settings, progress, wanted
                 )
                 where = candidate.url
-            return _download_from(where, overlap, request, source, raw, progress_for)
+            return _download_from(where, overlap, request, source, raw, progress_for, again)
         except DownloadError as exc:
             if candidate.mirror is None:
                 raise
@@ -608,6 +803,7 @@ def _download_from(
     source: Path,
     raw: Path,
     progress_for: PhaseProgress,
+    again: bool = False,
 ) -> Tuple[Dict[str, str], Optional[Path], str]:
     """Run the download ``overlap`` (from ``where``: upstream, a mirror, a registry),
     converting the source as it arrives where that can work (see
@@ -616,7 +812,7 @@ def _download_from(
     from .cachefiles import temp_sibling
     from .overlap import SourceChanged
 
-    _log("%s: downloading %s (first run, this can take a few minutes)", request.label, where)
+    _say_download(request, where, source, again)
     scratch: Optional[Path] = None
     failure: Optional[BaseException] = None
     fmt = ""
@@ -630,7 +826,7 @@ def _download_from(
             if fmt in formats.DISK_FORMATS or fmt in formats.CONTAINERS:
                 target = scratch = temp_sibling(raw)
                 try:
-                    if not _convert_growing(growing, fmt, target, raw, progress_for):
+                    if not _convert_growing(request, growing, fmt, target, raw, progress_for):
                         scratch = None
                 except SourceChanged:
                     _remove(target)
@@ -651,8 +847,29 @@ def _download_from(
     return digests, scratch, fmt
 
 
+def _say_download(request: Request, where: str, source: Path, again: bool) -> None:
+    """One line on what the download is, saying only what is true: a local copy, a resume,
+    a second fetch, or a real first download (which is the one that takes minutes)."""
+    from .cachefiles import partial_of
+
+    part = partial_of(source)
+    if where.startswith("file:") or "://" not in where:
+        _log("%s: copying %s", request.label, where)
+    elif part.exists():
+        _log("%s: resuming the download of %s from %s", request.label, where, part)
+    elif again:
+        _log("%s: downloading %s again", request.label, where)
+    else:
+        _log("%s: downloading %s (first run, this can take a few minutes)", request.label, where)
+
+
 def _convert_growing(
-    growing: GrowingFile, fmt: str, scratch: Path, raw: Path, progress_for: PhaseProgress
+    request: Request,
+    growing: GrowingFile,
+    fmt: str,
+    scratch: Path,
+    raw: Path,
+    progress_for: PhaseProgress,
 ) -> bool:
     """Convert the download still arriving into ``scratch``; False when it is not worth it
     (then nothing was written)."""
@@ -662,7 +879,7 @@ def _convert_growing(
 
     progress = progress_for("convert")
     if fmt in formats.DISK_FORMATS:
-        img = open_image(growing, fmt)
+        img = open_image(growing, fmt, self_contained=True)
         try:
             if not worth_overlapping(growing, fmt, raw, img.virtual_size):
                 return False
@@ -673,45 +890,65 @@ def _convert_growing(
         return True
     if not worth_overlapping(growing, fmt, raw):
         return False
-    _unpack_into(growing, scratch, raw, progress, os.replace)
+    _unpack_into(request, growing, scratch, raw, progress)
     return True
 
 
-def _convert(source: Path, raw: Path, fmt: str, progress: Optional[ProgressCallback]) -> None:
-    from ._atomic import publish
-
+def _convert(
+    request: Request, source: Path, raw: Path, fmt: str, progress: Optional[ProgressCallback]
+) -> Path:
+    """The disk converted from the verified ``source`` into a scratch sibling of ``raw``
+    (written durably), or ``source`` itself when it is raw already."""
     if fmt == formats.RAW:
-        publish(source, raw)  # the verified download itself is the disk
-        return
-    from .converter import convert
+        return source  # the verified download itself is the disk
+    from .cachefiles import temp_sibling
 
-    if fmt in formats.DISK_FORMATS:
-        convert(source, raw, progress=progress, sync=True)
-        return
-    _unpack_into(source, raw, raw, progress, publish)
+    scratch = temp_sibling(raw)
+    try:
+        if fmt in formats.DISK_FORMATS:
+            _convert_disk(source, scratch, progress)
+        else:
+            _unpack_into(request, source, scratch, raw, progress)
+    except BaseException:
+        _remove(scratch)
+        raise
+    return scratch
+
+
+def _convert_disk(source: Path, dst: Path, progress: Optional[ProgressCallback]) -> None:
+    """Convert a downloaded disk image, which must be self-contained (no backing file, no
+    external data file, no extents elsewhere), durably to ``dst``."""
+    from .converter import ConvertOptions, convert_opened
+    from .opener import open_image
+
+    options = ConvertOptions(sync=True, progress=progress)
+    convert_opened(lambda path: open_image(path, self_contained=True), source, dst, options)
 
 
 def _unpack_into(
+    request: Request,
     source: Union[Path, GrowingFile],
     dst: Path,
     raw: Path,
     progress: Optional[ProgressCallback],
-    place: Callable[[Path, Path], None],
 ) -> None:
     """Unpack the container ``source`` into a scratch sibling of ``raw``, then convert the disk
-    inside to ``dst`` (durably), or ``place`` it there when it is raw already. The unpacker
-    refuses a payload it cannot hand on (another container, an unconverted format)."""
+    inside to ``dst`` (durably), or move it there when it is raw already. The unpacker
+    refuses a payload it cannot hand on (another container, an unconverted format); a raw
+    payload that is evidently no disk is refused here."""
     from .cachefiles import temp_sibling
-    from .converter import convert
     from .unpack import unpack
 
     inner = temp_sibling(raw)
     try:
         payload = unpack(source, inner, progress=progress)
+        name = url_basename(request.url)
+        inside = formats.claimed(name)[1]
+        _check_disk(request, inner, payload, inside if inside != name else "")
         if payload in formats.DISK_FORMATS:
-            convert(inner, dst, progress=progress, sync=True)
+            _convert_disk(inner, dst, progress)
         else:
-            place(inner, dst)
+            os.replace(inner, dst)
     finally:
         _remove(inner)
 

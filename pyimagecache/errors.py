@@ -80,6 +80,31 @@ class ContainerError(CorruptImageError):
     or does not hold exactly one disk image."""
 
 
+class ExternalReferenceError(UnsupportedImageError):
+    """The image names something outside itself: a qcow2 backing or external data file, VMDK
+    extents, a tar member that is a link or device or whose path leaves the archive, or a
+    ``json:``/protocol name. A downloaded image must be self-contained (whatever it names
+    would resolve on this machine, or in the cache); a local file may name local files, never
+    a ``json:`` or protocol name. ``reference`` is what it names, ``source`` the image.
+    """
+
+    def __init__(self, message: str, *, reference: str = "", source: str = "") -> None:
+        super().__init__(message)
+        self.reference = reference
+        self.source = source
+
+
+class NotADiskError(ImageFormatError):
+    """What was fetched is evidently not a disk image: an HTML, XML or JSON document or other
+    text (an error page, a directory listing, a captive portal), a raw image whose size is
+    not a multiple of 512 bytes, or bytes that are not the format its name claims.
+    ``looks_like`` says what it looks like instead."""
+
+    def __init__(self, message: str, *, looks_like: str = "") -> None:
+        super().__init__(message)
+        self.looks_like = looks_like
+
+
 class Qcow2Error(ImageFormatError):
     """A qcow2 image could not be read. Messages name the field or table entry at fault."""
 
@@ -230,7 +255,40 @@ class DigestError(ImageCacheError, ValueError):
     unknown algorithm). Also a ValueError: it is a usage error, not a failure of the network."""
 
 
+class DigestConflictError(DigestError):
+    """A digest given to ``ensure`` disagrees with the one the cached entry was verified
+    against: almost always a typo. The entry is left untouched. ``entry`` is the cached raw
+    disk, ``algorithm``, ``given`` and ``recorded`` the two digests."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        entry: str = "",
+        algorithm: str = "",
+        given: str = "",
+        recorded: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.entry = entry
+        self.algorithm = algorithm
+        self.given = given
+        self.recorded = recorded
+
+
 # -- catalog and cache --------------------------------------------------------------------------
+
+
+class ChangedEntryError(ImageCacheError):
+    """A cached raw disk changed after it was published (its size, modification time or
+    content differ from its sidecar record: a VM wrote into it, or someone edited it), and it
+    cannot be rebuilt now (offline, no kept source). ``entry`` is the raw, ``change`` says what
+    differs; the message says how to repair it."""
+
+    def __init__(self, message: str, *, entry: str = "", change: str = "") -> None:
+        super().__init__(message)
+        self.entry = entry
+        self.change = change
 
 
 class CatalogError(ImageCacheError):

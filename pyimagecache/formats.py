@@ -9,7 +9,7 @@ passed through as raw: :func:`check_convertible` raises :class:`UnsupportedForma
 from __future__ import annotations
 
 import os
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 RAW = "raw"
 QCOW2 = "qcow2"
@@ -147,6 +147,130 @@ def check_self_contained(fmt: str, header: bytes, what: str) -> None:
             "self-contained images (a monolithicSparse or streamOptimized VMDK, or an OVA); "
             "use `pyimagecache convert` on a local descriptor and its extents"
         )
+
+
+#: Bytes read to decide whether a file is evidently text rather than a disk.
+TEXT_PROBE = 4096
+
+#: File-name suffixes that claim a format, and the formats whose bytes honour the claim.
+CLAIMS = {
+    ".qcow2": (QCOW2,),
+    ".qcow": (QCOW2, QCOW),
+    ".vmdk": (VMDK,),
+    ".vhd": (VHD,),
+    ".vhdx": (VHDX,),
+    ".vdi": (VDI,),
+    ".ova": (TAR,),
+    # Vagrant boxes are tar archives, often compressed, sometimes zip.
+    ".box": (TAR, ZIP, *STREAMS),
+}
+#: Compression suffixes that wrap the claim of the name inside them (``x.qcow2.xz``).
+_WRAPPERS = {".xz": XZ, ".gz": GZIP, ".zst": ZSTD, ".bz2": BZIP2}
+
+
+def claimed(name: str) -> Tuple[Optional[Tuple[str, ...]], str]:
+    """What the file name ``name`` claims, as (formats its bytes may be, or None when it makes
+    no claim; the name of the payload inside, for a compression suffix).
+
+    >>> claimed("noble.img")
+    (None, 'noble.img')
+    >>> claimed("disk.qcow2")
+    (('qcow2',), 'disk.qcow2')
+    >>> claimed("FreeBSD.qcow2.xz")
+    (('xz',), 'FreeBSD.qcow2')
+    """
+    lower = name.lower()
+    for suffix, fmt in _WRAPPERS.items():
+        if lower.endswith(suffix):
+            return (fmt,), name[: -len(suffix)]
+    for suffix, formats in CLAIMS.items():
+        if lower.endswith(suffix):
+            return formats, name
+    return None, name
+
+
+def looks_like(head: bytes) -> Optional[str]:
+    """What ``head`` (a file's first :data:`TEXT_PROBE` bytes, or all of a shorter file)
+    evidently is when it is text and so no disk: ``"an HTML document"``, ``"an XML
+    document"``, ``"a JSON document"`` or ``"text"``; None for anything binary. A disk's first
+    sectors hold boot code, a partition table, a filesystem's superblock or zeros, never only
+    printable text.
+
+    >>> looks_like(b"<!DOCTYPE html><html><body>Sign in to the Wi-Fi</body></html>")
+    'an HTML document'
+    >>> looks_like(b'{"errors": [{"code": "NOT_FOUND"}]}'), looks_like(b"not found\\n")
+    ('a JSON document', 'text')
+    >>> looks_like(bytes(512)) is None, looks_like(b"\\xebc\\x90" + bytes(509)) is None
+    (True, True)
+    """
+    body = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    body = body.lstrip(b" \t\r\n")
+    if not body or b"\0" in body:
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(body) - exc.start > 3:  # not just a character cut at the probe's end
+            return None
+        text = body[: exc.start].decode("utf-8")
+    if not all(c.isprintable() or c in "\t\r\n\f\v" for c in text):
+        return None
+    start = text[:256].lower()
+    if start.startswith(("<!doctype html", "<html")) or "<html" in text.lower():
+        return "an HTML document"
+    if start.startswith("<"):
+        return "an XML document"
+    if start.startswith(("{", "[")):
+        return "a JSON document"
+    return "text"
+
+
+def not_a_disk(path: Union[str, os.PathLike[str]], fmt: str, name: str) -> Optional[str]:
+    """Why the file at ``path``, detected as ``fmt`` and named ``name`` upstream, is evidently
+    not a disk image, or None when it may be one: text (an error page, a listing, a portal),
+    a raw image whose size is not a multiple of 512 bytes, or bytes that are not what the
+    name claims (``.qcow2``, ``.vmdk``, ``.vhd``, ``.vhdx``, ``.vdi``, ``.ova``, ``.box``).
+
+    >>> import pathlib, tempfile
+    >>> page = pathlib.Path(tempfile.mkdtemp()) / "x.qcow2"
+    >>> _ = page.write_bytes(b"<html>404 Not Found</html>\\n")
+    >>> not_a_disk(page, "raw", "x.qcow2")
+    'is an HTML document, not a disk image'
+    """
+    with open(path, "rb") as f:
+        head = f.read(TEXT_PROBE)
+        size = os.fstat(f.fileno()).st_size
+    what = looks_like(head) if fmt == RAW else None
+    if what is not None:
+        return f"is {what}, not a disk image"
+    claim, _ = claimed(name)
+    if claim is not None and fmt not in claim:
+        want = " or ".join(claim)
+        return f"is named like a {want} image but its bytes are {_article(fmt)}"
+    if fmt == RAW and size % 512:
+        return f"is a raw image of {size} bytes, not a multiple of 512: no disk has that size"
+    return None
+
+
+def _article(fmt: str) -> str:
+    return "raw data" if fmt == RAW else f"a {fmt} image"
+
+
+def protocol_of(name: str) -> Optional[str]:
+    """The ``json:`` or protocol prefix (``nbd``, ``http``, ``file``...) of a name an image
+    gives for another file, as qemu reads it (a ``:`` before any ``/`` makes the rest a
+    driver specification, not a path), or None for a plain path. pyimagecache never opens
+    such a name: it would reach the network, a device, or any file the spelling can name.
+
+    >>> protocol_of("json:{\\"file.filename\\": \\"/etc/shadow\\"}"), protocol_of("nbd:h:10809")
+    ('json', 'nbd')
+    >>> protocol_of("base.qcow2"), protocol_of("./a:b.qcow2")
+    (None, None)
+    """
+    colon, slash = name.find(":"), name.find("/")
+    if colon < 0 or 0 <= slash < colon:
+        return None
+    return name[:colon]
 
 
 def is_descriptor(fmt: str, header: bytes) -> bool:

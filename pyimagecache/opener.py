@@ -27,10 +27,24 @@ READERS: Dict[str, str] = {
 }
 
 
-def open_image(src: Union[PathLike, SourceFile], fmt: Optional[str] = None) -> DiskImage:
+#: Formats whose images can name other files (qcow2 backing and data files, VMDK extents).
+_REFERENCING = (formats.QCOW2, formats.VMDK)
+
+
+def open_image(
+    src: Union[PathLike, SourceFile],
+    fmt: Optional[str] = None,
+    *,
+    self_contained: bool = False,
+) -> DiskImage:
     """Open the disk image at ``src`` in whatever supported format its magic bytes say (or
     as ``fmt``, when the caller already knows: a growing download is not read to its end just
     to look at its trailer).
+
+    A local image may name other local files (a qcow2 backing chain, a VMDK descriptor's
+    extents), never a ``json:`` or protocol name; with ``self_contained=True`` (what the cache
+    uses for downloads) naming any other file is an
+    :class:`~pyimagecache.errors.ExternalReferenceError`.
 
     A recognised format without a reader raises :class:`UnsupportedFormatError`; containers
     (xz, tar, ...) are not disk images: :func:`pyimagecache.ensure` unpacks those.
@@ -53,7 +67,9 @@ def open_image(src: Union[PathLike, SourceFile], fmt: Optional[str] = None) -> D
 
             raise UnsupportedFormatError(str(source.path), fmt, tuple(READERS))
         module, _, function = target.partition(":")
-        opened: DiskImage = getattr(importlib.import_module(module), function)(source)
+        opener = getattr(importlib.import_module(module), function)
+        options = {"self_contained": True} if self_contained and fmt in _REFERENCING else {}
+        opened: DiskImage = opener(source, **options)
         return opened
     except BaseException:
         if source is not src:

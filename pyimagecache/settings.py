@@ -137,6 +137,8 @@ class _SettingsFields(NamedTuple):
     strict: bool
     keyring: Optional[Path]
     insecure_registries: Tuple[str, ...]
+    #: What set ``offline`` (an environment variable, a flag, a keyword), for its messages.
+    offline_from: str
 
 
 class Settings(_SettingsFields):
@@ -162,6 +164,7 @@ class Settings(_SettingsFields):
         strict: bool = False,
         keyring: Optional[Union[str, os.PathLike[str]]] = None,
         insecure_registries: Any = (),
+        offline_from: str = "",
     ) -> Settings:
         if isinstance(mirrors, str):
             mirrors = mirrors.split()
@@ -180,6 +183,7 @@ class Settings(_SettingsFields):
             bool(strict),
             None if keyring is None else Path(keyring),
             tuple(str(r).strip().lower() for r in insecure_registries),
+            (offline_from or "offline=True") if offline else "",
         )
 
     def replace(self, **changes: Any) -> Settings:
@@ -202,6 +206,8 @@ class Settings(_SettingsFields):
         2
         """
         changes: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+        if changes.get("offline") and "offline_from" not in changes and not self.offline:
+            changes["offline_from"] = "offline=True"
         if timeout is not None:
             changes["timeout"] = timeout
         if retries is not None:
@@ -224,6 +230,7 @@ class Settings(_SettingsFields):
         fields: dict[str, Any] = {
             "mirrors": environ("PYIMAGECACHE_MIRRORS", env).split(),
             "offline": _flag("PYIMAGECACHE_OFFLINE", env),
+            "offline_from": "PYIMAGECACHE_OFFLINE=" + environ("PYIMAGECACHE_OFFLINE", env),
             "strict": _flag("PYIMAGECACHE_STRICT", env),
             "keyring": environ("PYIMAGECACHE_KEYRING", env) or None,
             "insecure_registries": environ("PYIMAGECACHE_INSECURE_REGISTRIES", env).split(),

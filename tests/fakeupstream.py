@@ -61,11 +61,24 @@ class Sums:
 
 
 def make_image(path: str, size: int) -> bytes:
-    """Deterministic, distinct content per path: random ends around a zero run (like a disk)."""
+    """Deterministic, distinct content per path: random ends around a zero run (like a disk),
+    in a qcow2 container when the name says qcow2 (ensure refuses bytes that are not what the
+    name claims)."""
     rng = random.Random(path)
     if size < 8192:
-        return rng.randbytes(size)
-    return rng.randbytes(4096) + bytes(size - 8192) + rng.randbytes(4096)
+        data = rng.randbytes(size)
+    else:
+        data = rng.randbytes(4096) + bytes(size - 8192) + rng.randbytes(4096)
+    if not path.endswith(".qcow2"):
+        return data
+    from qcow2writer import Data, Qcow2Writer
+
+    writer = Qcow2Writer(len(data), cluster_bits=12)
+    for index in range(0, len(data), 4096):
+        chunk = data[index : index + 4096]
+        if chunk.strip(b"\0"):
+            writer[index // 4096] = Data(chunk)
+    return writer.build().bytes()
 
 
 def placeholder_clearsign(data: bytes) -> bytes:

@@ -42,6 +42,16 @@ ARGS: Dict[str, Any] = {
             "status": 403,
         },
     ),
+    "ExternalReferenceError": (
+        ("evil.qcow2 names a backing file",),
+        {"reference": "/home/u/.ssh/id_ed25519", "source": "evil.qcow2"},
+    ),
+    "DigestConflictError": (
+        ("typo",),
+        {"entry": "/c/x.raw", "algorithm": "sha256", "given": "a" * 64, "recorded": "b" * 64},
+    ),
+    "ChangedEntryError": (("changed",), {"entry": "/c/x.raw", "change": "size 1 -> 2 bytes"}),
+    "NotADiskError": (("x.qcow2 is an HTML document",), {"looks_like": "an HTML document"}),
     "NoMatchingPlatformError": (
         ("no riscv64",),
         {"platforms": ("linux/amd64", "linux/arm64"), "registry": "r.example", "repository": "img"},

@@ -66,5 +66,6 @@ def settings_from(args: argparse.Namespace) -> Any:
         ca_bundle=args.ca_bundle,
         mirrors=getattr(args, "mirrors", None),
         offline=getattr(args, "offline", None),
+        offline_from="--offline" if getattr(args, "offline", None) else None,
         strict=getattr(args, "strict", None),
     )

@@ -82,8 +82,14 @@ class Image(DiskImage):
     format = "qcow2"
 
     def __init__(
-        self, path: Union[PathLike, SourceFile], *, backing: bool = True, _depth: int = 0
+        self,
+        path: Union[PathLike, SourceFile],
+        *,
+        backing: bool = True,
+        self_contained: bool = False,
+        _depth: int = 0,
     ) -> None:
+        self._self_contained = self_contained
         self.file = as_source(path)
         self.path = self.file.path
         self.backing: Optional[Source] = None
@@ -94,6 +100,8 @@ class Image(DiskImage):
             self._open_data_file()
             if backing:
                 self._open_backing(_depth)
+            elif self_contained and self.header.backing_file is not None:
+                self._resolve(self.header.backing_file, "backing file")  # refuses it
             hdr = self.header
             self._span = hdr.l2_entries * hdr.cluster_size
             self._l1_count = -(-hdr.virtual_size // self._span)
@@ -213,17 +221,35 @@ class Image(DiskImage):
                 head = self.file.pread(1 << bits, 0)
         return head
 
-    def _resolve(self, name: str) -> Path:
+    def _resolve(self, name: str, what: str) -> Path:
+        from ..errors import ExternalReferenceError
+        from ..formats import protocol_of
+
+        source = str(self.path)
+        protocol = protocol_of(name)
+        if protocol is not None:
+            raise ExternalReferenceError(
+                f"{source}: its {what} {name!r} is a {protocol}: specification, not a file "
+                "name; pyimagecache never opens those (they can name the network, a device or "
+                "any local file)",
+                reference=name,
+                source=source,
+            )
+        if self._self_contained:
+            raise ExternalReferenceError(
+                f"{source}: names a {what} {name!r}: a downloaded image must be "
+                "self-contained, since the name would resolve to a file on this machine",
+                reference=name,
+                source=source,
+            )
         # qemu resolves relative names against the directory of the image that names them.
-        if "://" in name or name.startswith("json:"):
-            raise Qcow2UnsupportedError(f"{self.path}: backing/data file {name!r} is not a file")
         return self.path.parent / name
 
     def _open_data_file(self) -> None:
         name = self.header.data_file
         if name is None:
             return
-        path = self._resolve(name)
+        path = self._resolve(name, "external data file")
         try:
             self._data = RawFile(path)
         except OSError as exc:
@@ -240,7 +266,7 @@ class Image(DiskImage):
             raise Qcow2UnsupportedError(
                 f"{self.path}: backing chain deeper than {MAX_BACKING_DEPTH} images (a loop?)"
             )
-        path = self._resolve(name)
+        path = self._resolve(name, "backing file")
         try:
             self.backing = open_backing(path, self.header.backing_format, depth + 1)
         except OSError as exc:
@@ -439,11 +465,16 @@ class Image(DiskImage):
 Source = Union["Image", RawFile]
 
 
-def open_image(path: Union[PathLike, SourceFile], *, backing: bool = True) -> Image:
+def open_image(
+    path: Union[PathLike, SourceFile], *, backing: bool = True, self_contained: bool = False
+) -> Image:
     """Open and validate a qcow2 image. With ``backing=False`` its backing file is not opened
     (unallocated ranges then read as zeros), which is enough for metadata such as ``info``.
+    With ``self_contained=True`` (a download) any backing or external data file is an
+    :class:`~pyimagecache.errors.ExternalReferenceError`; ``json:`` and protocol names
+    (``nbd:``, ``http:``...) always are.
 
     >>> with open_image("disk.qcow2") as img:  # doctest: +SKIP
     ...     print(img.virtual_size, img.compression_type)
     """
-    return Image(path, backing=backing)
+    return Image(path, backing=backing, self_contained=self_contained)

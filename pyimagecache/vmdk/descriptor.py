@@ -208,6 +208,18 @@ def resolve_extent(directory: Path, name: str, what: str) -> Path:
     """The real path of extent file ``name``, which must stay inside ``directory``."""
     if "\0" in name or any(ord(c) < 32 for c in name):
         raise VmdkCorruptError(f"{what}: file name {name!r} holds control characters")
+    from ..formats import protocol_of
+
+    protocol = protocol_of(name)
+    if protocol is not None:
+        from ..errors import ExternalReferenceError
+
+        raise ExternalReferenceError(
+            f"{what}: extent {name!r} is a {protocol}: specification, not a file name; "
+            "pyimagecache never opens those",
+            reference=name,
+            source=str(directory),
+        )
     if os.path.isabs(name):
         raise VmdkUnsupportedError(
             f"{what}: absolute extent path {name!r}: extents must lie in the descriptor's directory"

@@ -80,7 +80,8 @@ class VmdkImage(DiskImage):
 
     format = "vmdk"
 
-    def __init__(self, source: SourceFile) -> None:
+    def __init__(self, source: SourceFile, *, self_contained: bool = False) -> None:
+        self._self_contained = self_contained
         self.file = source
         self.path = source.path
         self.parts: List[Part] = []
@@ -117,6 +118,16 @@ class VmdkImage(DiskImage):
                 f"of at most {MAX_DESCRIPTOR_BYTES} bytes ({self.file.size} bytes)"
             )
         where = f"{self.path}: descriptor"
+        if self._self_contained:
+            from ..errors import ExternalReferenceError
+
+            raise ExternalReferenceError(
+                f"{where}: a VMDK descriptor names its extents in other files, which for a "
+                "download would resolve to whatever lies beside it; only self-contained images "
+                "(monolithicSparse, streamOptimized) are converted",
+                reference="its extent files",
+                source=str(self.path),
+            )
         desc = parse_descriptor(self.file.pread(self.file.size, 0), where)
         self.create_type = check_create_type(desc, where)
         self._ids(desc)
@@ -229,6 +240,7 @@ class VmdkImage(DiskImage):
         return os.path.join(os.path.dirname(str(self.path)), part.name)
 
 
-def open_image(source: SourceFile) -> VmdkImage:
-    """Open and validate a VMDK (sparse extent or descriptor) read from ``source``."""
-    return VmdkImage(source)
+def open_image(source: SourceFile, *, self_contained: bool = False) -> VmdkImage:
+    """Open and validate a VMDK (sparse extent or descriptor) read from ``source``; with
+    ``self_contained=True`` (a download) a descriptor, which names other files, is refused."""
+    return VmdkImage(source, self_contained=self_contained)
