@@ -34,6 +34,7 @@ from .errors import (
     OutputError,
     Qcow2CorruptError,
     Qcow2Error,
+    Qcow2ExternalReferenceError,
     Qcow2UnsupportedError,
     RefreshError,
     RegistryAuthError,
@@ -53,6 +54,7 @@ from .errors import (
     VhdxUnsupportedError,
     VmdkCorruptError,
     VmdkError,
+    VmdkExternalReferenceError,
     VmdkUnsupportedError,
 )
 
@@ -108,6 +110,7 @@ __all__ = [
     "OutputError",
     "Qcow2CorruptError",
     "Qcow2Error",
+    "Qcow2ExternalReferenceError",
     "Qcow2UnsupportedError",
     "RefreshError",
     "Retry",
@@ -128,6 +131,7 @@ __all__ = [
     "VhdxUnsupportedError",
     "VmdkCorruptError",
     "VmdkError",
+    "VmdkExternalReferenceError",
     "VmdkUnsupportedError",
     "aliases",
     "convert",

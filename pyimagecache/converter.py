@@ -113,7 +113,9 @@ def convert(
     b'data'
     """
     from .opener import open_image
+    from .outputs import check_output
 
+    check_output(src, dst, OutputError)
     options = ConvertOptions(workers=workers, sync=sync, progress=progress)
     return convert_opened(open_image, src, dst, options)
 

@@ -21,6 +21,7 @@ from typing import NamedTuple, Optional, Tuple, Union
 from ._atomic import atomic_output
 from ._sparse import WRITEBACK_BYTES, WritebackPacer, data_extents, write_sparse
 from .errors import DiskCopyError
+from .outputs import check_output
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -86,6 +87,23 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) << _UNITS[m.group(2).lower()]
 
 
+def _check_raw(src: Path, dst: Path) -> None:
+    """copy_disk copies raw disks: copying a qcow2 (or any other format) would give a file
+    whose bytes are the container, padded, not the disk it holds."""
+    from .formats import RAW, detect_file
+
+    try:
+        fmt = detect_file(src)
+    except OSError as exc:
+        raise DiskCopyError(f"cannot read source disk {src}: {exc.strerror or exc}") from None
+    if fmt != RAW:
+        raise DiskCopyError(
+            f"{src} is a {fmt} image, not a raw disk: copying it would copy the container, "
+            f"not the disk inside; convert it instead (`pyimagecache convert {src} {dst}`, or "
+            "`pyimagecache ensure` for a download)"
+        )
+
+
 def copy_disk(
     src: PathLike,
     dst: PathLike,
@@ -130,13 +148,8 @@ def copy_disk(
             f"size {size} is smaller than the source disk {src} ({st.st_size} bytes); "
             "shrinking would cut data off"
         )
-    if dst.is_dir():
-        raise DiskCopyError(f"destination {dst} is a directory")
-    try:
-        if dst.exists() and os.path.samefile(src, dst):
-            raise DiskCopyError(f"source and destination are the same file: {src}")
-    except OSError:
-        pass
+    check_output(src, dst, DiskCopyError)
+    _check_raw(src, dst)
     final = size or st.st_size
     with open(src, "rb") as fin, atomic_output(dst, durable=sync) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

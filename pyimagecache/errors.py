@@ -118,6 +118,11 @@ class Qcow2UnsupportedError(Qcow2Error, UnsupportedImageError):
     incompatible features, a missing backing or data file)."""
 
 
+class Qcow2ExternalReferenceError(Qcow2UnsupportedError, ExternalReferenceError):
+    """A qcow2 names a backing or external data file that may not be opened (any file, for a
+    download; a ``json:`` or protocol name, always)."""
+
+
 class VmdkError(ImageFormatError):
     """A VMDK image (sparse extent, stream-optimized extent or descriptor) could not be read."""
 
@@ -129,6 +134,11 @@ class VmdkCorruptError(VmdkError, CorruptImageError):
 class VmdkUnsupportedError(VmdkError, UnsupportedImageError):
     """A valid VMDK this reader refuses (seSparse, vmfsSparse, a delta link, a missing
     extent)."""
+
+
+class VmdkExternalReferenceError(VmdkUnsupportedError, ExternalReferenceError):
+    """A VMDK names extents in other files: a descriptor, for a download; a ``json:`` or
+    protocol name, always."""
 
 
 class VhdError(ImageFormatError):

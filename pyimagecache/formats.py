@@ -135,17 +135,19 @@ def check_convertible(fmt: str, what: str) -> None:
 
 
 def check_self_contained(fmt: str, header: bytes, what: str) -> None:
-    """Raise :class:`VmdkUnsupportedError` for a VMDK descriptor: it names other files, which
-    for a download would resolve to whatever lies beside it (in the cache: other images).
+    """Raise :class:`VmdkExternalReferenceError` for a VMDK descriptor: it names other files,
+    which for a download would resolve to whatever lies beside it (in the cache: other images).
     ``ensure`` converts only images that are one file (a sparse or stream-optimized VMDK, or an
     OVA holding one)."""
     if is_descriptor(fmt, header):
-        from .errors import VmdkUnsupportedError
+        from .errors import VmdkExternalReferenceError
 
-        raise VmdkUnsupportedError(
+        raise VmdkExternalReferenceError(
             f"{what} is a VMDK descriptor, which names other files: ensure converts only "
             "self-contained images (a monolithicSparse or streamOptimized VMDK, or an OVA); "
-            "use `pyimagecache convert` on a local descriptor and its extents"
+            "use `pyimagecache convert` on a local descriptor and its extents",
+            reference="its extent files",
+            source=what,
         )
 
 

@@ -36,6 +36,7 @@ def open_image(
     fmt: Optional[str] = None,
     *,
     self_contained: bool = False,
+    metadata_only: bool = False,
 ) -> DiskImage:
     """Open the disk image at ``src`` in whatever supported format its magic bytes say (or
     as ``fmt``, when the caller already knows: a growing download is not read to its end just
@@ -44,7 +45,8 @@ def open_image(
     A local image may name other local files (a qcow2 backing chain, a VMDK descriptor's
     extents), never a ``json:`` or protocol name; with ``self_contained=True`` (what the cache
     uses for downloads) naming any other file is an
-    :class:`~pyimagecache.errors.ExternalReferenceError`.
+    :class:`~pyimagecache.errors.ExternalReferenceError`. ``metadata_only=True`` (what
+    :func:`info` uses) does not open a qcow2 backing chain, only names it, as qemu-img info.
 
     A recognised format without a reader raises :class:`UnsupportedFormatError`; containers
     (xz, tar, ...) are not disk images: :func:`pyimagecache.ensure` unpacks those.
@@ -69,6 +71,8 @@ def open_image(
         module, _, function = target.partition(":")
         opener = getattr(importlib.import_module(module), function)
         options = {"self_contained": True} if self_contained and fmt in _REFERENCING else {}
+        if metadata_only and fmt == formats.QCOW2:
+            options["backing"] = False  # as qemu-img info: the chain is named, not opened
         opened: DiskImage = opener(source, **options)
         return opened
     except BaseException:
@@ -91,5 +95,5 @@ def info(path: PathLike) -> Dict[str, Any]:
     >>> info("noble.img")["format"], info("noble.img")["virtual-size"]  # doctest: +SKIP
     ('qcow2', 3758096384)
     """
-    with open_image(path) as img:
+    with open_image(path, metadata_only=True) as img:
         return image_info(img)

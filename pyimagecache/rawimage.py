@@ -22,13 +22,15 @@ class RawImage(DiskImage):
     def __init__(self, source: SourceFile) -> None:
         self.file = source
         self.path = source.path
-        self.virtual_size = source.size
+        # qemu counts a disk in 512-byte sectors: a file of another length reads as rounded up.
+        self.virtual_size = -(-source.size // 512) * 512
 
     def extents(self) -> Iterator[Extent]:
         # A file still being downloaded has no holes to report yet: all of it is data.
         seek = not isinstance(self.file, GrowingFile)
         pos = 0
-        for start, end in data_extents(self.file.fd, self.virtual_size, seek_data=seek):
+        length = min(self.file.size, self.virtual_size)
+        for start, end in data_extents(self.file.fd, length, seek_data=seek):
             if start > pos:
                 yield Extent(pos, start - pos, UNALLOCATED)
             yield Extent(start, end - start, DATA)

@@ -25,6 +25,7 @@ FIELDS = (
     "arch",
     "source_format",
     "size",
+    "mtime_ns",
     "created",
     "fallback_from",
 )

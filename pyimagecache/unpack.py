@@ -24,6 +24,7 @@ from ._sparse import write_sparse
 from .cachefiles import DISK_EXTENSIONS
 from .errors import (
     ContainerError,
+    ExternalReferenceError,
     MissingExtraError,
     UnsupportedFormatError,
     UnsupportedImageError,
@@ -274,6 +275,7 @@ def _from_tar(stream: object, fd: int, name: str, rule: MemberRule) -> str:
         with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 seen.append(member.name)
+                _check_member(member, name)
                 ovf = member.isreg() and _member_base(member).lower().endswith(".ovf")
                 if rule is DISK_MEMBER and ovf and chosen is None:
                     wanted = _ovf_choice(tar, member, name)
@@ -305,6 +307,32 @@ def _from_tar(stream: object, fd: int, name: str, rule: MemberRule) -> str:
     return payload
 
 
+def _check_member(member: tarfile.TarInfo, name: str) -> None:
+    """Refuse an archive holding a link, a device or a path that leaves it, whichever member
+    it is: such an archive is not a disk package, and an extractor (ours never extracts, but a
+    user might) would write or read outside it."""
+    what = None
+    if member.issym() or member.islnk():
+        kind = "symbolic" if member.issym() else "hard"
+        what = f"is a {kind} link to {member.linkname!r}"
+        reference = member.linkname
+    elif member.isdev():
+        what = "is a device or FIFO"
+        reference = member.name
+    else:
+        parts = member.name.replace("\\", "/").split("/")
+        if member.name.startswith(("/", "\\")) or ".." in parts:
+            what = "has a path that leaves the archive"
+            reference = member.name
+    if what is not None:
+        raise ExternalReferenceError(
+            f"{name}: tar member {member.name!r} {what}; a disk package holds only regular "
+            "files and directories inside it",
+            reference=reference,
+            source=name,
+        )
+
+
 def _ovf_choice(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> str:
     """The base name of the disk file the OVF descriptor ``member`` names (its only disk)."""
     from .ovf import MAX_DESCRIPTOR, disk_files
@@ -322,8 +350,13 @@ def _ovf_choice(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> str
             formats.CONVERTIBLE,
         )
     href = disks[0]
-    if "/" in href or "\\" in href or href in ("", ".", ".."):
-        raise ContainerError(f"{name}: OVF disk file {href!r} is not a plain file name")
+    if "/" in href or "\\" in href or ":" in href or href in ("", ".", ".."):
+        raise ExternalReferenceError(
+            f"{name}: the OVF descriptor names disk file {href!r}, which is not a plain file "
+            "name inside the package",
+            reference=href,
+            source=name,
+        )
     return href
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from test_ensure import Env, ImageServer, disk_image
+from ensureenv import Env, ImageServer, disk_image
 
 from pyimagecache._lock import FileLock
 from pyimagecache.cli import main

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator, List
 
 import pytest
-from test_ensure import Env, ImageServer, disk_image
+from ensureenv import Env, ImageServer, disk_image
 
 import pyimagecache
 from pyimagecache.inventory import prune

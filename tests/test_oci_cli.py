@@ -11,9 +11,9 @@ from typing import Iterator
 
 import pytest
 import test_cli_cache
+from ensureenv import Env, disk_image
 from registry import RegistryServer
 from test_cli_cache import run
-from test_ensure import Env, disk_image
 
 from pyimagecache.oci import blob_source_for, fetch_disk, resolve
 from pyimagecache.settings import Settings

@@ -13,7 +13,7 @@ import pytest
 from conftest import require_tool
 
 import pyimagecache
-from pyimagecache.errors import ContainerError, UnsupportedFormatError
+from pyimagecache.errors import ContainerError, ExternalReferenceError, UnsupportedFormatError
 
 MiB = 1 << 20
 
@@ -86,11 +86,24 @@ def test_ova_with_several_disks_is_refused_listing_them(tmp_path: Path) -> None:
     assert not list((tmp_path / "cache").glob("*.raw"))
 
 
-@pytest.mark.parametrize("href", ["../../etc/passwd", "/abs/disk.img", "sub/disk.img"])
-def test_ovf_disk_name_with_a_path_is_refused(tmp_path: Path, href: str) -> None:
+@pytest.mark.parametrize(
+    "href",
+    [
+        "../../etc/passwd",
+        "/abs/disk.img",
+        "sub/disk.img",
+        "file:///etc/passwd",
+        "http://example.org/disk.vmdk",
+        "nbd:127.0.0.1:10809",
+        "..\\disk.img",
+    ],
+)
+def test_ovf_disk_name_outside_the_package_is_refused(tmp_path: Path, href: str) -> None:
     blob = tar([("x.ovf", ovf(href)), ("disk.img", disk(1))])
-    with pytest.raises(ContainerError, match="not a plain file name"):
+    with pytest.raises(ExternalReferenceError, match="not a plain file name") as caught:
         ensure(tmp_path, blob)
+    assert caught.value.reference == href
+    assert not list((tmp_path / "cache").glob("*.raw"))
 
 
 def test_ovf_naming_a_missing_file(tmp_path: Path) -> None:

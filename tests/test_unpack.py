@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyimagecache import formats
-from pyimagecache.errors import ConversionError
+from pyimagecache.errors import ConversionError, ExternalReferenceError
 from pyimagecache.unpack import unpack
 
 zstandard = pytest.importorskip("zstandard")
@@ -151,6 +151,48 @@ def test_tar_needs_exactly_one_disk(
     assert "x.tar.gz" in str(info.value)
 
 
+def _hostile_tar(member: tarfile.TarInfo, with_disk: bool = True) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        if with_disk:
+            disk = tarfile.TarInfo("disk.raw")
+            disk.size = 4096
+            tar.addfile(disk, io.BytesIO(b"\xeb" + bytes(4095)))
+        tar.addfile(member)
+    return out.getvalue()
+
+
+def _member(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info
+
+
+@pytest.mark.parametrize(
+    ("member", "says", "reference"),
+    [
+        (_member("extra", tarfile.SYMTYPE, "/etc/passwd"), "symbolic link", "/etc/passwd"),
+        (_member("extra", tarfile.LNKTYPE, "../../x"), "hard link", "../../x"),
+        (_member("dev", tarfile.CHRTYPE), "device or FIFO", "dev"),
+        (_member("blk", tarfile.BLKTYPE), "device or FIFO", "blk"),
+        (_member("fifo", tarfile.FIFOTYPE), "device or FIFO", "fifo"),
+        (_member("../escape", tarfile.DIRTYPE), "leaves the archive", "../escape"),
+        (_member("/abs", tarfile.DIRTYPE), "leaves the archive", "/abs"),
+        (_member("a/../../b", tarfile.DIRTYPE), "leaves the archive", "a/../../b"),
+    ],
+    ids=["symlink", "hardlink", "chr", "blk", "fifo", "dotdot", "absolute", "nested-dotdot"],
+)
+def test_an_archive_with_a_link_device_or_escaping_path_is_refused(
+    tmp_path: Path, member: tarfile.TarInfo, says: str, reference: str
+) -> None:
+    src = tmp_path / "x.tar"
+    src.write_bytes(_hostile_tar(member))
+    with pytest.raises(ExternalReferenceError, match=says) as caught:
+        unpack(src, tmp_path / "o")
+    assert caught.value.reference == reference and caught.value.source == "x.tar"
+
+
 def test_symlink_named_like_a_disk_is_not_a_disk(tmp_path: Path) -> None:
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
@@ -160,7 +202,9 @@ def test_symlink_named_like_a_disk_is_not_a_disk(tmp_path: Path) -> None:
         tar.addfile(link)
     src = tmp_path / "l.tar"
     src.write_bytes(out.getvalue())
-    with pytest.raises(ConversionError, match="no disk image.*'disk.raw'"):
+    with pytest.raises(
+        ExternalReferenceError, match="'disk.raw' is a symbolic link to '/etc/passwd'"
+    ):
         unpack(src, tmp_path / "o")
 
 

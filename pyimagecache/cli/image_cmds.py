@@ -43,12 +43,30 @@ def register(subparsers: Any) -> None:
     info.set_defaults(func=run_info, logs=False)
 
 
+def warn_if_not_a_disk(path: str) -> None:
+    """One warning when ``path`` is evidently not a disk image (text, an HTML page, an odd
+    raw size, bytes unlike its name); the command then goes on as qemu-img would."""
+    import os
+    import sys
+
+    from .. import formats
+
+    try:
+        fmt = formats.detect_file(path)
+        why = formats.not_a_disk(path, fmt, os.path.basename(path))
+    except OSError:
+        return  # the command itself says what is wrong with the file
+    if why is not None:
+        print(f"pyimagecache: warning: {path} {why}", file=sys.stderr)
+
+
 def run_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..converter import convert
     from ._progressbar import ProgressBar
 
+    warn_if_not_a_disk(args.src)
     bar = ProgressBar(Path(args.src).name)  # draws only when stderr is a terminal
     try:
         convert(
@@ -68,6 +86,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     from ..opener import info
 
+    warn_if_not_a_disk(args.image)
     facts = info(args.image)
     if args.json:
         print(json.dumps(facts, indent=2))

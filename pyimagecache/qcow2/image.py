@@ -222,13 +222,13 @@ class Image(DiskImage):
         return head
 
     def _resolve(self, name: str, what: str) -> Path:
-        from ..errors import ExternalReferenceError
+        from ..errors import Qcow2ExternalReferenceError
         from ..formats import protocol_of
 
         source = str(self.path)
         protocol = protocol_of(name)
         if protocol is not None:
-            raise ExternalReferenceError(
+            raise Qcow2ExternalReferenceError(
                 f"{source}: its {what} {name!r} is a {protocol}: specification, not a file "
                 "name; pyimagecache never opens those (they can name the network, a device or "
                 "any local file)",
@@ -236,7 +236,7 @@ class Image(DiskImage):
                 source=source,
             )
         if self._self_contained:
-            raise ExternalReferenceError(
+            raise Qcow2ExternalReferenceError(
                 f"{source}: names a {what} {name!r}: a downloaded image must be "
                 "self-contained, since the name would resolve to a file on this machine",
                 reference=name,

@@ -212,28 +212,39 @@ def resolve_extent(directory: Path, name: str, what: str) -> Path:
 
     protocol = protocol_of(name)
     if protocol is not None:
-        from ..errors import ExternalReferenceError
-
-        raise ExternalReferenceError(
+        raise _outside(
             f"{what}: extent {name!r} is a {protocol}: specification, not a file name; "
             "pyimagecache never opens those",
-            reference=name,
-            source=str(directory),
+            name,
+            directory,
         )
     if os.path.isabs(name):
-        raise VmdkUnsupportedError(
-            f"{what}: absolute extent path {name!r}: extents must lie in the descriptor's directory"
+        raise _outside(
+            f"{what}: absolute extent path {name!r}: extents must lie in the descriptor's "
+            "directory",
+            name,
+            directory,
         )
     if ".." in Path(name).parts:
-        raise VmdkUnsupportedError(
+        raise _outside(
             f"{what}: extent path {name!r} goes up with '..': extents must lie in the "
-            f"descriptor's directory"
+            f"descriptor's directory",
+            name,
+            directory,
         )
     base = os.path.realpath(directory)
     target = os.path.realpath(os.path.join(base, name))
     if os.path.commonpath([base, target]) != base:
-        raise VmdkUnsupportedError(
+        raise _outside(
             f"{what}: extent {name!r} resolves to {target}, outside the descriptor's directory "
-            f"{base} (a symbolic link?)"
+            f"{base} (a symbolic link?)",
+            name,
+            directory,
         )
     return Path(target)
+
+
+def _outside(message: str, name: str, directory: Path) -> Exception:
+    from ..errors import VmdkExternalReferenceError
+
+    return VmdkExternalReferenceError(message, reference=name, source=str(directory))

@@ -119,9 +119,9 @@ class VmdkImage(DiskImage):
             )
         where = f"{self.path}: descriptor"
         if self._self_contained:
-            from ..errors import ExternalReferenceError
+            from ..errors import VmdkExternalReferenceError
 
-            raise ExternalReferenceError(
+            raise VmdkExternalReferenceError(
                 f"{where}: a VMDK descriptor names its extents in other files, which for a "
                 "download would resolve to whatever lies beside it; only self-contained images "
                 "(monolithicSparse, streamOptimized) are converted",
