@@ -9,10 +9,13 @@ from importlib.resources import files
 from typing import Any, Callable, Dict, Tuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyimagecache.catalog import decode_document
 from pyimagecache.errors import CatalogError
 from pyimagecache.refresh import check_document
+from pyimagecache.refresh.check import Problem, check_problems
 
 Doc = Dict[str, Any]
 
@@ -577,3 +580,38 @@ def test_readme_lists_every_family():
         assert layout.root.split("//", 1)[1] in section, layout.root
     for alias in embedded():
         assert alias.split("-")[0] in section
+
+
+# -- hostile input --------------------------------------------------------------------------
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from(["https://[::1", "http:///x", "file:///a", "github:a/b@x:y", "", "latest"])
+    | st.text(max_size=8),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(deadline=None, max_examples=80)
+@given(_JSON, st.sampled_from(["url", "sha256", "snapshot", "provenance", "record", "arch"]))
+def test_any_json_gives_problems_never_an_exception(data, field):
+    """Whatever a catalog holds, check lists problems; it never raises."""
+    image = {"url": "https://cloud.debian.org/x.qcow2", "sha256": _HEX}
+    provenance = {"record": "r", "format": "bsd", "signature": "unsigned"}
+    if field == "record":
+        image["provenance"] = {**provenance, "record": data}
+    elif field == "arch":
+        image = data
+    else:
+        image[field] = data
+    entry = {"distro": "debian", "version": "12", "snapshot": "20260712-2537", "arch": {}}
+    for candidate in (data, {"a": data}, {"a": {**entry, "arch": {"amd64": image}}}):
+        for embedded_rules in (True, False):
+            problems = check_problems(candidate, embedded=embedded_rules, require_provenance=True)
+            assert all(isinstance(p, Problem) and p.message for p in problems)
+            assert all(isinstance(p.as_dict(), dict) and str(p) for p in problems)
