@@ -225,49 +225,72 @@ def parse_provenance(where: str, obj: object) -> Provenance:
     ...                        "signature": "verified", "key": "AB" * 20}).signature
     'verified'
     """
+    problems = provenance_problems(obj)
+    if problems:
+        raise _fail(where, problems[0][1])
+    assert isinstance(obj, dict)  # provenance_problems refuses anything else
+    return Provenance(**{name: obj.get(name, "") for name in PROVENANCE_FIELDS})
+
+
+def provenance_problems(obj: object) -> List[Tuple[str, str]]:
+    """Every problem with a decoded ``provenance`` object, as (field, message) pairs (field
+    ``""`` for the object itself); empty when it is well formed. ``catalog check`` reports
+    them all, :func:`parse_provenance` raises the first.
+
+    >>> [field for field, _ in provenance_problems({"record": "r", "signature": "verified"})]
+    ['format', 'key']
+    """
     if not isinstance(obj, dict):
-        raise _fail(where, f"must be an object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - set(PROVENANCE_FIELDS))
-    if unknown:
-        raise _fail(
-            where, f"unknown field {unknown[0]!r} (expected {', '.join(PROVENANCE_FIELDS)})"
-        )
+        return [("", f"must be an object, got {type(obj).__name__}")]
+    problems = [
+        (str(name), f"unknown field {name!r} (expected {', '.join(PROVENANCE_FIELDS)})")
+        for name in sorted(set(obj) - set(PROVENANCE_FIELDS))
+    ]
     values: Dict[str, str] = {}
     for name in PROVENANCE_FIELDS:
         value = obj.get(name, "")
-        if not isinstance(value, str):
-            raise _fail(where, f"field {name!r} must be a string, got {type(value).__name__}")
-        values[name] = value
-    if not values["record"].strip():
-        raise _fail(where, "field 'record' must name the checksum file or public record")
-    if not _FORMAT_NAME.fullmatch(values["format"]):
-        raise _fail(
-            where,
-            f"field 'format' {values['format']!r} must be a short name "
-            "([a-z0-9] then [a-z0-9-], at most 40)",
+        if isinstance(value, str):
+            values[name] = value
+        else:
+            problems.append((name, f"field {name!r} must be a string, got {type(value).__name__}"))
+    if not values.get("record", "x").strip():
+        problems.append(("record", "field 'record' must name the checksum file or public record"))
+    fmt = values.get("format")
+    if fmt is not None and not _FORMAT_NAME.fullmatch(fmt):
+        problems.append(
+            (
+                "format",
+                f"field 'format' {fmt!r} must be a short name "
+                "([a-z0-9] then [a-z0-9-], at most 40)",
+            )
         )
-    signature, key = values["signature"], values["key"]
-    if signature not in SIGNATURE_STATES:
-        raise _fail(
-            where,
-            f"field 'signature' {signature!r} must be one of {', '.join(SIGNATURE_STATES)}",
+    signature, key = values.get("signature"), values.get("key")
+    if signature is not None and signature not in SIGNATURE_STATES:
+        problems.append(
+            (
+                "signature",
+                f"field 'signature' {signature!r} must be one of {', '.join(SIGNATURE_STATES)}",
+            )
         )
-    if signature == "verified" and not _FINGERPRINT.fullmatch(key):
-        raise _fail(
-            where,
-            f"field 'key' {key!r} must be the verifying key's fingerprint "
-            "(40 uppercase hex digits) when 'signature' is 'verified'",
+    if signature == "verified" and key is not None and not _FINGERPRINT.fullmatch(key):
+        problems.append(
+            (
+                "key",
+                f"field 'key' {key!r} must be the verifying key's fingerprint "
+                "(40 uppercase hex digits) when 'signature' is 'verified'",
+            )
         )
-    if signature != "verified" and key:
-        raise _fail(where, f"field 'key' is set but 'signature' is {signature!r}, not 'verified'")
-    if values["date"]:
+    if signature in SIGNATURE_STATES and signature != "verified" and key:
+        problems.append(
+            ("key", f"field 'key' is set but 'signature' is {signature!r}, not 'verified'")
+        )
+    date = values.get("date")
+    if date:
         try:
-            datetime.date.fromisoformat(values["date"])
+            datetime.date.fromisoformat(date)
         except ValueError:
-            raise _fail(
-                where, f"field 'date' {values['date']!r} is not a YYYY-MM-DD date"
-            ) from None
-    return Provenance(**values)
+            problems.append(("date", f"field 'date' {date!r} is not a YYYY-MM-DD date"))
+    return problems
 
 
 def provenance_document(provenance: Provenance) -> Dict[str, str]:

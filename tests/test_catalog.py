@@ -54,6 +54,7 @@ def test_embedded_catalog_parses_and_matches_its_json() -> None:
                 image.get("sha256", ""),
                 image.get("sha512", ""),
                 image.get("snapshot", ""),
+                catalog.Provenance(**image["provenance"]),
             )
             assert image["url"].startswith("https://")
 

@@ -16,8 +16,22 @@ from ._types import digest, size
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("list", help="list the catalog's image aliases")
-    p.add_argument("--json", action="store_true", help="the whole catalog as JSON")
+    p = sub.add_parser(
+        "list",
+        help="list the catalog's image aliases",
+        description="List the catalog's aliases (the embedded catalog, or $PYIMAGECACHE_CATALOG).",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="the whole catalog as JSON, as catalog.json spells it (provenance included)",
+    )
+    p.add_argument(
+        "--provenance",
+        action="store_true",
+        help="one row per pin: where its digest was read (record), whether a signature was "
+        "verified and by which key, and when",
+    )
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser(
@@ -91,6 +105,19 @@ def cmd_list(args: argparse.Namespace) -> int:
         import json
 
         print(json.dumps({a: entry_document(entries[a]) for a in sorted(entries)}, indent=2))
+        return 0
+    if args.provenance:
+        from ..catalog import snapshot_of
+
+        rows = [["ALIAS", "ARCH", "SNAPSHOT", "RECORD", "SIGNATURE", "KEY", "DATE"]]
+        for alias in sorted(entries):
+            info = entries[alias]
+            for arch in sorted(info.arch):
+                p = info.arch[arch].provenance
+                cells = [p.record, p.signature, p.key, p.date] if p else []
+                cells += [""] * (4 - len(cells))
+                rows.append([alias, arch, snapshot_of(info, arch), *(c or "-" for c in cells)])
+        print_table(rows)
         return 0
     rows = [["ALIAS", "DISTRO", "VERSION", "SNAPSHOT", "ARCH"]]
     for alias in sorted(entries):

@@ -33,7 +33,10 @@ _root_spec.__name__ = "FAMILY=URL"
 
 def register(subparsers: Any) -> None:
     catalog = subparsers.add_parser(
-        "catalog", help="maintain the pinned image catalog", description=__doc__
+        "catalog",
+        help="maintain the pinned image catalog",
+        description="Maintain the pinned image catalog: 'catalog refresh' bumps pins to the "
+        "newest complete upstream snapshots, 'catalog check' validates a catalog offline.",
     )
     sub = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
 
@@ -73,9 +76,25 @@ def register(subparsers: Any) -> None:
     check = sub.add_parser(
         "check",
         help="validate a catalog (no network)",
-        description="Check every pinning rule; list every problem; exit 1 if there is one.",
+        description="Check every pinning rule; list every problem; exit 1 if there is one. "
+        "The package's own catalog must use https, known families and their arches, and give "
+        "every pin a provenance record; a user's catalog (--catalog) needs only well-formed "
+        "pins, the family rules applying to entries whose URLs point at the family's "
+        "upstream.",
     )
     _catalog_option(check)
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="apply the package catalog's rules to --catalog PATH (the default when PATH is "
+        "the package's own catalog.json)",
+    )
+    check.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as one JSON object on stdout: the catalog, the rules applied, "
+        "and each problem as {alias, arch, field, message}",
+    )
     check.set_defaults(func=_check)
 
 
@@ -128,20 +147,57 @@ def _refresh(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from ..catalog import decode_document
-    from ..refresh import check_document
+    from ..errors import CatalogError
+    from ..refresh.check import Problem, check_problems
 
-    if args.catalog is not None:
-        where, raw = str(args.catalog), args.catalog.read_bytes()
+    strict = args.catalog is None or args.strict or _is_package_catalog(args.catalog)
+    where = str(args.catalog) if args.catalog is not None else "embedded catalog.json"
+    try:
+        if args.catalog is not None:
+            raw = args.catalog.read_bytes()
+        else:
+            from importlib.resources import files
+
+            raw = files("pyimagecache").joinpath("catalog.json").read_bytes()
+        doc = decode_document(raw, where)
+    except (OSError, CatalogError) as exc:
+        if not args.json:
+            raise
+        from . import describe
+
+        doc, problems = None, [Problem(None, None, None, describe(exc))]
     else:
-        from importlib.resources import files
+        problems = check_problems(doc, embedded=strict, require_provenance=strict)
+    rules = "package" if strict else "user"
+    if args.json:
+        import json
 
-        resource = files("pyimagecache").joinpath("catalog.json")
-        where, raw = "embedded catalog.json", resource.read_bytes()
-    problems = check_document(decode_document(raw, where))
+        result = {
+            "catalog": where,
+            "rules": rules,
+            "aliases": len(doc) if isinstance(doc, dict) else None,
+            "ok": not problems,
+            "problems": [p.as_dict() for p in problems],
+        }
+        print(json.dumps(result, indent=2))
+        return 1 if problems else 0
     for problem in problems:
         print(f"{where}: {problem}", file=sys.stderr)
     if problems:
         print(f"{where}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"{where}: OK ({len(decode_document(raw, where))} aliases)")
+    print(f"{where}: OK ({len(doc)} aliases, {rules} catalog rules)")
     return 0
+
+
+def _is_package_catalog(path: Path) -> bool:
+    """Whether ``path`` is the package's own catalog.json (a development checkout)."""
+    import os
+
+    from ..refresh import embedded_catalog_path
+
+    own = embedded_catalog_path()
+    try:
+        return own is not None and os.path.samefile(path, own)
+    except OSError:
+        return False
