@@ -5,9 +5,10 @@
 ``openSUSE-Tumbleweed-Minimal-VM.<arch>-<n.n.n>-Cloud-Snapshot<YYYYMMDD>.qcow2`` beside the
 undated moving ``openSUSE-Tumbleweed-Minimal-VM.<arch>-Cloud.qcow2``, other flavours
 (``kvm-and-xen``, ``VMware``, ``MS-HyperV``), MicroOS and container images, a directory-wide
-SHA256SUMS and, per image, ``<file>.sha256`` (coreutils line) with a detached
-``<file>.sha256.asc`` as openSUSE Leap has (lima's ``update-template-opensuse.sh`` reads the
-``.sha256`` sidecar of both).
+SHA256SUMS and, per image, ``<file>.sha256`` (coreutils line; lima's
+``update-template-opensuse.sh`` and other public records read it for Tumbleweed as for Leap).
+The detached ``<file>.sha256.asc`` is assumed as Leap has it, the same build service
+publishing both; no record shows Tumbleweed's.
 
 There is no dated directory: ``tumbleweed/`` is the distribution's only https location, so
 pins go through it (:attr:`Layout.pointer`), and the snapshot is in the file name. Upstream
