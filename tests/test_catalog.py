@@ -49,12 +49,13 @@ def test_embedded_catalog_parses_and_matches_its_json() -> None:
         assert info.distro == entry["distro"] and info.version == entry["version"]
         assert info.codename == entry.get("codename", "")
         for arch, image in entry["arch"].items():
+            record = image.get("provenance")
             assert info.arch[arch] == catalog.ArchImage(
                 image["url"],
                 image.get("sha256", ""),
                 image.get("sha512", ""),
                 image.get("snapshot", ""),
-                catalog.Provenance(**image["provenance"]),
+                catalog.parse_provenance(alias, record) if record is not None else None,
             )
             assert image["url"].startswith("https://")
 
@@ -67,7 +68,19 @@ def test_embedded_catalog_is_the_reference_pins() -> None:
         pytest.skip("reference pins not present outside the development tree")
     reference = json.loads(REFERENCE.read_text())
     reference["fedora-44"]["arch"]["riscv64"]["snapshot"] = "44-20260604.0"
-    assert embedded_json() == reference
+    # aliases added later and provenance records are not in the notes
+    pinned = {
+        alias: {
+            **entry,
+            "arch": {
+                arch: {k: v for k, v in image.items() if k != "provenance"}
+                for arch, image in entry["arch"].items()
+            },
+        }
+        for alias, entry in embedded_json().items()
+        if alias in reference
+    }
+    assert pinned == reference
 
 
 def test_aliases_sorted_and_cached() -> None:

@@ -36,6 +36,14 @@ BUMPS: Dict[str, Tuple[str, Dict[str, str], List[str]]] = {
     "almalinux-10": ("almalinux", {"version": "10"}, ["10.2-20260801.0", "10.3-20260901.0"]),
     "almalinux-9": ("almalinux", {"version": "9"}, ["9.8-20260801", "9.10-20261001"]),
     "rocky-9": ("rocky", {"version": "9"}, ["9.8-20260801.0", "9.9-20260901.0"]),
+    "almalinux-8": ("almalinux", {"version": "8"}, ["8.10-20260801", "8.10-20260901"]),
+    "rocky-8": ("rocky", {"version": "8"}, ["8.10-20260801.0", "8.10-20260901.0"]),
+    "ubuntu-20.04": (
+        "ubuntu",
+        {"version": "20.04", "codename": "focal"},
+        ["release-20260801", "release-20260801.1"],
+    ),
+    "cirros-0.6": ("cirros", {"version": "0.6"}, ["0.6.4", "0.6.10"]),
     "alpine-3.24": (
         "alpine",
         {"version": "3.24", "variant": "generic"},

@@ -12,11 +12,13 @@ and traceable:
   moving pointer (``latest``, ``current``, ``daily``, ``latest-stable``, ``-latest.`` file
   names, Ubuntu's ``release/``...), except the one a family has to use because upstream has
   no other https location: FreeBSD's ``<X.Y>-RELEASE/<arch>/Latest/`` (see
-  :mod:`.freebsd` for why that is safe);
+  :mod:`.freebsd` for why that is safe) and Tumbleweed's ``tumbleweed/`` (the snapshot is in
+  the file name, see :mod:`.opensuse_tumbleweed`);
 * arches: amd64 for every alias; arm64 too where the family builds it with every release
-  (Debian, Ubuntu, Fedora, CentOS Stream, AlmaLinux, Rocky, Oracle Linux, Alpine, FreeBSD),
-  optional where upstream builds it apart (openSUSE Leap's own build counter and Amazon
-  Linux's ``kvm-arm64/`` tree, for which not every release has a pin to be had), never for
+  (Debian, Ubuntu, Fedora, CentOS Stream, AlmaLinux and Kitten, Rocky, Oracle Linux, Alpine,
+  FreeBSD, CirrOS), optional where upstream builds it apart (openSUSE Leap's own build
+  counter, Tumbleweed's ``ports/aarch64/`` and Amazon Linux's ``kvm-arm64/`` tree, for which
+  not every release has a pin to be had), never for
   Arch Linux (upstream builds x86_64 only, so any arm64 image would be third-party); other
   arches only where the family publishes them;
 * a SHA-256 or SHA-512 (or both) of canonical lowercase hex, and no URL pinned twice;

@@ -6,14 +6,17 @@ from typing import Dict
 
 from . import (
     almalinux,
+    almalinux_kitten,
     alpine,
     amazonlinux,
     archlinux,
     centos_stream,
+    cirros,
     debian,
     fedora,
     freebsd,
     opensuse_leap,
+    opensuse_tumbleweed,
     oraclelinux,
     rocky,
     ubuntu,
@@ -35,5 +38,8 @@ FAMILIES: Dict[str, Layout] = {
         archlinux,
         amazonlinux,
         freebsd,
+        almalinux_kitten,
+        opensuse_tumbleweed,
+        cirros,
     )
 }

@@ -63,6 +63,10 @@ ALPINE = SnapshotRule(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})-r(\d{1,9})", "<X.Y.Z>-r<
 ARCHLINUX = SnapshotRule(rf"{_DATE}\.(\d{{1,12}})", "YYYYMMDD.<job id>")
 AMAZONLINUX = SnapshotRule(rf"(\d{{4}})\.(\d{{1,3}})\.{_DATE}\.({_N})", "2023.<minor>.YYYYMMDD.N")
 FREEBSD = SnapshotRule(r"(\d{1,3})\.(\d{1,3})-RELEASE", "<X.Y>-RELEASE")
+ALMALINUX_KITTEN = SnapshotRule(rf"{_DATE}\.({_N})", "YYYYMMDD.N")
+CIRROS = SnapshotRule(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})", "<X.Y.Z>")
+#: Tumbleweed's snapshot date, as its image names spell it after ``Snapshot``.
+OPENSUSE_TUMBLEWEED = SnapshotRule(_DATE, "YYYYMMDD")
 
 
 #: The older names of Debian's and Ubuntu's rules: ``debian_key("20260601-2496")`` is

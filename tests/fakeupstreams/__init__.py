@@ -34,6 +34,9 @@ REAL_ROOTS = {
     "archlinux": "https://geo.mirror.pkgbuild.com/images/",
     "amazonlinux": "https://cdn.amazonlinux.com/",
     "freebsd": "https://download.freebsd.org/releases/VM-IMAGES/",
+    "almalinux-kitten": "https://kitten.repo.almalinux.org/",
+    "opensuse-tumbleweed": "https://download.opensuse.org/",
+    "cirros": "https://download.cirros-cloud.net/",
 }
 #: Upstream arch spellings (Debian/Ubuntu, the RPM families, FreeBSD's file names).
 DEB = {
@@ -173,9 +176,25 @@ def _rocky(fake: FakeUpstream, p: str) -> List[str]:
         p.replace("GenericCloud-Base", "EC2-Base"),
         _moved(p, minor, version),
     ]
+    if version == "8":  # EL8's older pointer name, without -Base (lima's rocky-8 template)
+        decoys.append(_dir(p) + f"Rocky-8-GenericCloud.latest.{arch}.qcow2")
     for image in (p, latest):
         fake.add_sums(Sums(image + ".CHECKSUM", "bsd-repeated", members=(image,)))
     fake.add_sums(Sums(_dir(p) + "CHECKSUM", "bsd", dir_wide=True))
+    return decoys
+
+
+def _almalinux_kitten(fake: FakeUpstream, p: str) -> List[str]:
+    fake.styles["/almalinux-kitten/"] = "nginx"
+    n = _name(p)
+    version, arch = p.split("/")[2].split("-")[0], n.rsplit(".", 2)[1]
+    decoys = [
+        _dir(p) + f"AlmaLinux-Kitten-GenericCloud-{version}-latest.{arch}.qcow2",
+        p.replace("GenericCloud", "OpenNebula"),
+    ]
+    if arch == "x86_64":  # a micro-architecture level build beside it
+        decoys.append(p.replace(".x86_64.qcow2", ".x86_64_v2.qcow2"))
+    fake.add_sums(Sums(_dir(p) + "CHECKSUM", "coreutils", dir_wide=True))
     return decoys
 
 
@@ -203,6 +222,40 @@ def _opensuse(fake: FakeUpstream, p: str) -> List[str]:
             )
         )
     fake.set_file(p.replace(".qcow2", ".packages"), b"kernel-default 6.4\n")
+    return decoys
+
+
+def _opensuse_tumbleweed(fake: FakeUpstream, p: str) -> List[str]:
+    m = re.fullmatch(
+        r"openSUSE-Tumbleweed-Minimal-VM\.(\w+)-([\d.]+)-Cloud-Snapshot(\d+)\.qcow2", _name(p)
+    )
+    assert m, p
+    arch, release, snapshot = m.groups()
+    undated = _dir(p) + f"openSUSE-Tumbleweed-Minimal-VM.{arch}-Cloud.qcow2"
+    decoys = [
+        undated,
+        p.replace("-Cloud-", "-kvm-and-xen-"),
+        p.replace("-Cloud-", "-VMware-").replace(".qcow2", ".vmdk"),
+        _dir(p) + f"openSUSE-MicroOS.{arch}-16.0.0-OpenStack-Cloud-Snapshot{snapshot}.qcow2",
+    ]
+    for image in (p, undated, decoys[1]):
+        fake.add_sums(Sums(image + ".sha256", "coreutils", signature=".asc", members=(image,)))
+    fake.add_sums(Sums(_dir(p) + "SHA256SUMS", "coreutils", dir_wide=True))
+    return decoys
+
+
+def _cirros(fake: FakeUpstream, p: str) -> List[str]:
+    release = p.split("/")[2]
+    arch = _name(p)[len(f"cirros-{release}-") : -len("-disk.img")]
+    decoys = [p.replace(f"-{arch}-", "-arm-")]
+    decoys += [p.replace("-disk.img", ext) for ext in ("-rootfs.img.gz", "-lxc.tar.xz")]
+    # a pre-release directory, newer by its digits: no release
+    major, minor, patch = release.split(".")
+    pre = f"{major}.{minor}.{int(patch) + 1}~pre1"
+    decoys.append(p.replace(release, pre))
+    fake.add_sums(Sums(_dir(p) + "SHA256SUMS", "coreutils", dir_wide=True))
+    fake.add_sums(Sums(_dir(p) + "MD5SUMS", "coreutils", "md5", dir_wide=True))
+    fake.add_sums(Sums(_dir(decoys[-1]) + "SHA256SUMS", "coreutils", dir_wide=True))
     return decoys
 
 
@@ -265,6 +318,9 @@ AROUND: Dict[str, Around] = {
     "archlinux": _archlinux,
     "amazonlinux": _amazonlinux,
     "freebsd": _freebsd,
+    "almalinux-kitten": _almalinux_kitten,
+    "opensuse-tumbleweed": _opensuse_tumbleweed,
+    "cirros": _cirros,
 }
 
 
@@ -348,6 +404,19 @@ def path_of(distro: str, arch: str, **kw: str) -> str:
             f"/freebsd/{v}-RELEASE/{directory}/Latest/"
             f"FreeBSD-{v}-RELEASE-{spelled}-BASIC-CLOUDINIT-ufs.qcow2.xz"
         )
+    if distro == "almalinux-kitten":  # snapshot "<date>.<n>"
+        return (
+            f"/almalinux-kitten/{v}-kitten/cloud/{RPM[arch]}/images/"
+            f"AlmaLinux-Kitten-GenericCloud-{v}-{s}.{RPM[arch]}.qcow2"
+        )
+    if distro == "opensuse-tumbleweed":  # snapshot "<date>"
+        ports = "" if arch == "amd64" else f"ports/{RPM[arch]}/"
+        return (
+            f"/opensuse-tumbleweed/{ports}tumbleweed/appliances/"
+            f"openSUSE-Tumbleweed-Minimal-VM.{RPM[arch]}-1.0.0-Cloud-Snapshot{s}.qcow2"
+        )
+    if distro == "cirros":  # snapshot "<X.Y.Z>"
+        return f"/cirros/{s}/cirros-{s}-{RPM[arch]}-disk.img"
     raise ValueError(distro)
 
 
