@@ -53,6 +53,8 @@ def warn_if_not_a_disk(path: str) -> None:
 
     try:
         fmt = formats.detect_file(path)
+        if fmt not in formats.CONVERTIBLE:
+            return  # the command refuses the format itself, in one line
         why = formats.not_a_disk(path, fmt, os.path.basename(path))
     except OSError:
         return  # the command itself says what is wrong with the file
