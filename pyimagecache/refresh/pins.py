@@ -97,7 +97,9 @@ def walk(
         if isinstance(outcome, Pin):
             return outcome
         skipped.append(name)
-        reasons.append(f"{name}: {outcome}")
+        reasons.append(
+            f"{name} refused ({outcome})" if isinstance(outcome, Skip) else f"{name}: {outcome}"
+        )
         if isinstance(outcome, Skip):
             log(f"skipped {alias}: {name} refused ({outcome}); trying the next newest")
         else:

@@ -195,4 +195,4 @@ def _reason(status: List[List[str]], said: List[str], code: int, keyring: Keyrin
     if "REVKEYSIG" in tags:
         return "gpgv: made by a revoked key"
     last = said[-1].strip() if said else f"exit status {code}"
-    return f"gpgv: {last}"
+    return "gpgv: " + (last[len("gpgv: ") :] if last.startswith("gpgv: ") else last)
