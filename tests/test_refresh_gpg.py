@@ -364,3 +364,18 @@ def test_the_command_line_and_the_environment(fake, tmp_path, capsys, monkeypatc
     out, err = capsys.readouterr()
     assert "PYIMAGECACHE_NO_VERIFY_SIGNATURES='maybe'" in err
     assert os.environ.get("PYIMAGECACHE_KEYRING") is None
+
+
+@pytest.mark.parametrize("bad", ["missing", "directory", "not a key"])
+def test_an_unusable_keyring_is_one_error_before_any_request(fake, tmp_path, bad):
+    path = catalog(fake, tmp_path, "ubuntu-24.04", "fedora-44")
+    keyring = tmp_path / "keyring.asc"
+    if bad == "directory":
+        keyring.mkdir()
+    elif bad == "not a key":
+        keyring.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n%%%\n")
+    fake.clear_log()
+    with pytest.raises(RefreshError) as err:
+        refresh(fake, path, keyring=keyring)
+    assert str(err.value).startswith(f"keyring {keyring}")
+    assert fake.paths() == []

@@ -37,7 +37,7 @@ from ..hashing import Expected
 from ..settings import Settings
 from .families import FAMILIES
 from .resolve import Group, context, resolve_group
-from .signatures import SignaturePolicy, require_gpgv
+from .signatures import SignaturePolicy, require_gpgv, user_keyring
 from .upstream import Upstream
 
 
@@ -121,6 +121,8 @@ def newer_pin(
         )
         if policy.verify and layout.signed:
             require_gpgv(f"the newer snapshot's {layout.title} checksum file cannot be verified")
+            if policy.keyring is not None:
+                user_keyring(policy.keyring)
     except ImageCacheError as exc:
         raise RefreshError(f"{what}: {exc}") from None
     up = Upstream(policy=policy, log=notes.append, settings=settings)

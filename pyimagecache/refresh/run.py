@@ -33,7 +33,7 @@ from .families import FAMILIES
 from .layout import ARM64_REQUIRED, Layout
 from .pins import ArchPin
 from .resolve import Bump, context, resolve_alias
-from .signatures import SignaturePolicy, require_gpgv
+from .signatures import SignaturePolicy, require_gpgv, user_keyring
 from .upstream import Log, Upstream
 from .writer import replace_document
 
@@ -252,6 +252,8 @@ def refresh_catalog(
     )
     if policy.verify and signing:  # one error before any request, not one per alias
         require_gpgv(f"the signatures of {', '.join(signing)} checksum files cannot be verified")
+        if policy.keyring is not None:
+            user_keyring(policy.keyring)  # unreadable or malformed: said once, now
     log(f"signatures: {policy.describe()}")
     upstream = Upstream(policy=policy, log=log, network=network or {})
 
