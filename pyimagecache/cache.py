@@ -419,13 +419,17 @@ def _after_aged_out_pin(
             url=request.url,
             status=gone.status,
         ) from exc
+    signature = {
+        "verified": f" (signature verified, key {pin.key})",
+        "not-checked": " (its signature NOT checked: signature verification is off)",
+    }.get(pin.signature, " (upstream signs nothing)")
     _warn(
         "%s: pinned snapshot %s is gone upstream; using the newer %s, verified against %s%s",
         request.alias,
         request.snapshot,
         pin.snapshot,
         pin.source,
-        "" if pin.verified_signature else " (its signature not checked: no keyring given)",
+        signature,
     )
     stand_in = Request(
         url=pin.url,

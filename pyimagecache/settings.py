@@ -26,7 +26,9 @@ ENVIRONMENT = {
     "PYIMAGECACHE_MIRRORS": "space-separated mirror bases tried before upstream",
     "PYIMAGECACHE_OFFLINE": "1: never contact upstream (mirrors only)",
     "PYIMAGECACHE_STRICT": "1: refuse instead of falling back when a pin aged out",
-    "PYIMAGECACHE_KEYRING": "OpenPGP keyring that upstream checksum files must be signed with",
+    "PYIMAGECACHE_KEYRING": "OpenPGP keyring replacing the shipped keys for upstream signatures",
+    "PYIMAGECACHE_NO_VERIFY_SIGNATURES": "1: do not check upstream checksum files' signatures",
+    "PYIMAGECACHE_REQUIRE_SIGNATURES": "1: refuse families that publish no signature",
     "PYIMAGECACHE_INSECURE_REGISTRIES": "host:port registries that may be reached over http",
     "PYIMAGECACHE_INFLATE": "zlib: use the standard library's zlib even with zlib-ng installed",
 }
@@ -137,6 +139,8 @@ class _SettingsFields(NamedTuple):
     strict: bool
     keyring: Optional[Path]
     insecure_registries: Tuple[str, ...]
+    verify_signatures: bool
+    require_signatures: bool
     #: What set ``offline`` (an environment variable, a flag, a keyword), for its messages.
     offline_from: str
 
@@ -147,8 +151,11 @@ class Settings(_SettingsFields):
     ``timeout`` and ``retry`` as above; ``ca_bundle``: CA certificates to trust instead of the
     system's; ``mirrors``: bases tried in order before upstream (``http(s)://``, ``file://`` or
     ``oci://REGISTRY/REPO``); ``offline``: never contact upstream; ``strict``: a pin that aged
-    out is an error instead of a fallback; ``keyring``: checksum files must be signed by it;
-    ``insecure_registries``: ``host:port`` registries that may be reached over plain http.
+    out is an error instead of a fallback; ``keyring``: checksum files' signatures are checked
+    against it instead of the keys shipped with pyimagecache; ``insecure_registries``:
+    ``host:port`` registries that may be reached over plain http; ``verify_signatures``: False
+    uses a fallback's checksum file without checking its signature; ``require_signatures``:
+    refuse a fallback from a family that publishes no signature.
 
     >>> Settings().timeout
     Timeout(connect=30.0, read=60.0)
@@ -164,6 +171,8 @@ class Settings(_SettingsFields):
         strict: bool = False,
         keyring: Optional[Union[str, os.PathLike[str]]] = None,
         insecure_registries: Any = (),
+        verify_signatures: bool = True,
+        require_signatures: bool = False,
         offline_from: str = "",
     ) -> Settings:
         if isinstance(mirrors, str):
@@ -183,6 +192,8 @@ class Settings(_SettingsFields):
             bool(strict),
             None if keyring is None else Path(keyring),
             tuple(str(r).strip().lower() for r in insecure_registries),
+            bool(verify_signatures),
+            bool(require_signatures),
             (offline_from or "offline=True") if offline else "",
         )
 
@@ -234,6 +245,8 @@ class Settings(_SettingsFields):
             "strict": _flag("PYIMAGECACHE_STRICT", env),
             "keyring": environ("PYIMAGECACHE_KEYRING", env) or None,
             "insecure_registries": environ("PYIMAGECACHE_INSECURE_REGISTRIES", env).split(),
+            "verify_signatures": not _flag("PYIMAGECACHE_NO_VERIFY_SIGNATURES", env),
+            "require_signatures": _flag("PYIMAGECACHE_REQUIRE_SIGNATURES", env),
         }
         fields.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**fields)

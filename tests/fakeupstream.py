@@ -10,11 +10,15 @@ A threaded http.server on 127.0.0.1 (ephemeral port) serving a virtual tree of f
 HTML directory indexes in the styles real servers use (an Apache table, Ubuntu's ``<pre>``
 listing, nginx's autoindex), redirects, single Range requests. Checksum files are registered
 as :class:`Sums` and rendered from the files they cover, in the real formats (coreutils, BSD
-with size comments, bare, Oracle's template JSON), with detached or clear signatures from a
-signer a test sets (a placeholder armour when none is set, so a clear-signed file always looks
-like upstream's). :mod:`fakeupstreams` knows each family's layout. Every request is logged
-with the body bytes actually sent, and switches inject the faults the refresher must survive:
-a missing file or sums line, a wrong checksum, tampering, a malformed listing, a dead server.
+with size comments, bare, Oracle's template JSON), with detached or clear signatures made with
+the real gpg by this process's throwaway key (:func:`gpgkeys.shared_key`;
+:attr:`FakeUpstream.keyring` is its keyring, which tests pass as ``--keyring`` the way a user
+replaces the shipped keys), or by the signer a test sets; with the signer set to None, no
+detached signature is published and a clear-signed file gets a placeholder armour (so it always
+looks like upstream's). :mod:`fakeupstreams` knows each family's layout. Every request is
+logged with the body bytes actually sent, and switches inject the faults the refresher must
+survive: a missing file or sums line, a wrong checksum, tampering, a malformed listing, a dead
+server.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ import re
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+
+from gpgkeys import shared_clear, shared_detach, shared_key
 
 IMAGE_SUFFIXES = (".raw", ".img", ".qcow2", ".xz", ".vmdk", ".squashfs")
 #: Signs data: data -> signature (detached) or data -> clear-signed message.
@@ -106,8 +113,8 @@ class FakeUpstream:
         #: path prefix -> index style ("apache", "pre", "nginx"); the longest prefix wins.
         self.styles: Dict[str, str] = {}
         self.requests: List[Request] = []
-        self.signer: Optional[Signer] = None
-        self.clear_signer: Optional[Signer] = None
+        self.signer: Optional[Signer] = shared_detach
+        self.clear_signer: Optional[Signer] = shared_clear
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -157,6 +164,11 @@ class FakeUpstream:
     def roots(self) -> Dict[str, str]:
         """``refresh_catalog(roots=...)`` for every family served here."""
         return {top.split("/")[1]: self.root(top.split("/")[1]) for top in self.files}
+
+    @property
+    def keyring(self) -> Path:
+        """The binary keyring of the key that signs this fake's checksum files by default."""
+        return shared_key().keyring
 
     @property
     def debian_root(self) -> str:

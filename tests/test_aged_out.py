@@ -11,7 +11,9 @@ from typing import Any, Dict, Iterator
 
 import fakeupstreams as fu
 import pytest
+from conftest import require_tool
 from fakeupstream import FakeUpstream
+from gpgkeys import ThrowawayKey, shared_key
 
 import pyimagecache
 from pyimagecache.errors import ChecksumMismatchError, DownloadError
@@ -168,3 +170,83 @@ def test_cli_strict_is_one_error_line(fake: FakeUpstream, tmp_path: Path) -> Non
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("pyimagecache: error: ")]
     assert len(errors) == 1 and "strict" in errors[0] and OLD in errors[0], proc.stderr
+
+
+def ubuntu_gone(fake: FakeUpstream, tmp: Path, signer: Any = "own") -> Dict[str, Any]:
+    """ubuntu-24.04 pinned on ``fake``, its pinned snapshot pruned, a newer one published
+    (signed by ``signer``: the fake's own key, another, or None for none)."""
+    doc = fu.seed(fake, aliases=["ubuntu-24.04"])
+    entry = doc["ubuntu-24.04"]
+    (tmp / "catalog.json").write_text(json.dumps(doc))
+    if signer != "own":
+        fake.signer = signer
+    fu.publish_snapshot(
+        fake,
+        "ubuntu",
+        ["amd64"],
+        version="24.04",
+        codename="noble",
+        snapshot="release-20260801",
+    )
+    for path in [p for p in fake.files if f"/{entry['snapshot']}/" in p]:
+        fake.remove(path)
+    return doc
+
+
+def ensure_ubuntu(tmp: Path, settings: Settings) -> Path:
+    return pyimagecache.ensure(
+        "ubuntu-24.04", tmp / "cache", catalog=tmp / "catalog.json", arch="amd64", settings=settings
+    )
+
+
+def test_a_well_signed_newer_snapshot_is_used_and_the_warning_names_the_key(
+    fake: FakeUpstream, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    require_tool("gpgv")
+    ubuntu_gone(fake, tmp_path)
+    with caplog.at_level(logging.WARNING, "pyimagecache"):
+        raw = ensure_ubuntu(tmp_path, FAST.replace(keyring=fake.keyring))
+    assert raw.name == "ubuntu-24.04-release-20260801-amd64.raw"
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and f"signature verified, key {shared_key().fingerprint}" in warned[0]
+
+
+@pytest.mark.parametrize("signer", ["stranger", None])
+def test_a_newer_snapshot_not_well_signed_is_refused_and_nothing_cached(
+    fake: FakeUpstream, tmp_path: Path, signer: Any
+) -> None:
+    require_tool("gpgv")
+    if signer == "stranger":
+        signer = ThrowawayKey.make(tmp_path / "gnupg", "stranger").detach
+    ubuntu_gone(fake, tmp_path, signer)
+    with pytest.raises(DownloadError) as err:
+        ensure_ubuntu(tmp_path, FAST.replace(keyring=fake.keyring))
+    message = str(err.value)
+    assert "no newer one could be used" in message and "release-20260801 refused (" in message
+    assert ("not in the keyring" if signer else "no SHA256SUMS.gpg beside") in message
+    assert not list((tmp_path / "cache").glob("*.raw"))
+    assert [r.status for r in fake.image_requests()] == [404]  # only the pruned pin was asked
+
+
+def test_the_fallback_settings_come_from_the_environment(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PYIMAGECACHE_REQUIRE_SIGNATURES refuses Debian's unsigned fallback;
+    PYIMAGECACHE_NO_VERIFY_SIGNATURES lets one through without gpgv, and says so."""
+    setup(fake, tmp_path)
+    monkeypatch.setenv("PYIMAGECACHE_REQUIRE_SIGNATURES", "1")
+    with pytest.raises(DownloadError, match="Debian publishes no signature"):
+        pyimagecache.ensure(
+            "debian-12", tmp_path / "cache", catalog=tmp_path / "catalog.json", arch="amd64"
+        )
+    monkeypatch.delenv("PYIMAGECACHE_REQUIRE_SIGNATURES")
+    assert (
+        Settings.from_environment({"PYIMAGECACHE_NO_VERIFY_SIGNATURES": "1"}).verify_signatures
+        is False
+    )
+    ubuntu_gone(fake, tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gpgv
+    with pytest.raises(DownloadError, match="gpgv is not installed"):
+        ensure_ubuntu(tmp_path, FAST)
+    raw = ensure_ubuntu(tmp_path, FAST.replace(verify_signatures=False))
+    assert raw.name == "ubuntu-24.04-release-20260801-amd64.raw"

@@ -1,7 +1,8 @@
 """refresh.fallback.newer_pin: a pin that aged out (its snapshot gone upstream) is replaced by
 the newest complete snapshot of the same release, found on the upstream the pinned URL points
 at, with the digest upstream's checksum file gives; never the pinned snapshot or an older one,
-never an image byte downloaded."""
+never an image byte downloaded; a newer snapshot whose checksum file is not well signed is
+refused, as is (with require_signatures) a family that signs nothing."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from typing import Dict, Iterator
 
 import fakeupstreams as fu
 import pytest
+from conftest import require_tool
 from fakeupstream import FakeUpstream
+from gpgkeys import ThrowawayKey, shared_key
 
 from pyimagecache.catalog import ArchImage, ImageInfo, parse_catalog, snapshot_of
 from pyimagecache.errors import RefreshError
 from pyimagecache.hashing import Expected
 from pyimagecache.refresh.fallback import FallbackPin, newer_pin
+from pyimagecache.refresh.families import FAMILIES
 from pyimagecache.settings import Settings
 
 SETTINGS = Settings(timeout=5.0, retry=0)
@@ -43,7 +47,12 @@ def gone(fake: FakeUpstream, info: ImageInfo, arch: str) -> None:
 
 
 def pin(alias: str, info: ImageInfo, arch: str, **kw: object) -> FallbackPin:
+    """newer_pin, trusting the fake's throwaway key as a user's keyring would (the shipped keys
+    are Canonical's, Fedora's...: the fake's signatures are no good against them)."""
     kw.setdefault("settings", SETTINGS)
+    family = FAMILIES.get(info.distro)
+    if "keyring" not in kw and family is not None and family.signed:
+        kw["keyring"] = shared_key().keyring
     kw.setdefault("keyring", None)
     return newer_pin(alias, info, arch, **kw)  # type: ignore[arg-type]
 
@@ -70,6 +79,9 @@ def test_debian_pin_gone_newer_snapshot_present(fake):
         expected=Expected(sha512=fake.sha(newer["amd64"], "sha512")),
         verified_signature=False,
         source=fake.url("/debian/bookworm/20260801-2600/SHA512SUMS"),
+        signature="unsigned",
+        key="",
+        fmt="coreutils",
     )
     assert older["amd64"] not in got.url
     assert fake.image_bytes_sent() == 0 and fake.image_requests() == []
@@ -124,7 +136,10 @@ def test_other_families_age_out_to_their_newer_snapshot(fake, alias, arch, distr
     assert (got.snapshot, got.url) == (snapshot, fake.url(image))
     algorithm = got.expected.algorithms[0]
     assert getattr(got.expected, algorithm) == fake.sha(image, algorithm)
-    assert got.source.startswith(fake.base) and not got.verified_signature
+    assert got.source.startswith(fake.base)
+    signs = FAMILIES[distro].signed
+    assert got.verified_signature is signs
+    assert got.signature == ("verified" if signs else "unsigned")
     assert fake.image_bytes_sent() == 0
 
 
@@ -198,20 +213,97 @@ def test_broken_sums_are_an_error(fake, fault):
 
 
 def test_signature_required_and_missing(fake, tmp_path):
-    """With a keyring, a family that signs (Ubuntu's SHA256SUMS.gpg) must have signed the
-    newer snapshot: without the signature it is no candidate."""
+    """A family that signs (Ubuntu's SHA256SUMS.gpg) must have signed the newer snapshot:
+    without the signature it is refused, by default and with a keyring alike."""
     keyring = tmp_path / "keyring.gpg"
     keyring.write_bytes(b"")
     info = served(fake, "ubuntu-26.04")["ubuntu-26.04"]
+    fake.signer = None
     fu.publish_snapshot(
         fake, "ubuntu", ["amd64"], version="26.04", codename="resolute", snapshot="release-20260801"
-    )  # the fake has no signer: no .gpg
+    )  # unsigned: no .gpg
     gone(fake, info, "amd64")
-    with pytest.raises(RefreshError, match=r"release-20260801: no SHA256SUMS.gpg"):
+    missing = r"release-20260801 refused \(no SHA256SUMS.gpg beside SHA256SUMS"
+    with pytest.raises(RefreshError, match=missing):
         pin("ubuntu-26.04", info, "amd64", keyring=keyring)
-    # the keyring may come from the settings too
-    with pytest.raises(RefreshError, match=r"no SHA256SUMS.gpg"):
+    # the keyring may come from the settings too, and the shipped keys are the default
+    with pytest.raises(RefreshError, match=missing):
         pin("ubuntu-26.04", info, "amd64", settings=SETTINGS.replace(keyring=keyring))
+    with pytest.raises(RefreshError, match=missing):
+        pin("ubuntu-26.04", info, "amd64", keyring=None)
+
+
+@pytest.mark.parametrize("fault", ["tampered", "foreign key", "shipped keys"])
+def test_a_newer_snapshot_without_a_good_signature_is_refused(fake, tmp_path, fault):
+    """One error naming the alias, the pin, the snapshot refused, the file and what gpgv said;
+    nothing downloaded."""
+    require_tool("gpgv")
+    info = served(fake, "ubuntu-24.04")["ubuntu-24.04"]
+    if fault == "foreign key":
+        stranger = ThrowawayKey.make(tmp_path / "gnupg", "stranger")
+        fake.signer = stranger.detach
+    newer = fu.publish_snapshot(
+        fake, "ubuntu", ["amd64"], version="24.04", codename="noble", snapshot="release-20260801"
+    )["amd64"]
+    sums = newer.rsplit("/", 1)[0] + "/SHA256SUMS"
+    if fault == "tampered":
+        fake.tamper(sums, fake.sha256(newer).encode(), b"0" * 64)
+    gone(fake, info, "amd64")
+    keyring = {"shipped keys": None}.get(fault, shared_key().keyring)
+    with pytest.raises(RefreshError) as err:
+        pin("ubuntu-24.04", info, "amd64", keyring=keyring)
+    message = str(err.value)
+    assert message.startswith("ubuntu-24.04 amd64 (pinned release-20260725): no complete")
+    assert "release-20260801 refused (bad signature on SHA256SUMS (" in message
+    said = {
+        "tampered": "gpgv: BAD signature from",
+        "foreign key": "which is not in the keyring",
+        "shipped keys": "which is not in the shipped key ubuntu-cloudimage",
+    }[fault]
+    assert said in message and "\n" not in message
+    assert fake.image_bytes_sent() == 0
+
+
+def test_require_signatures_refuses_a_family_that_signs_nothing(fake):
+    info = served(fake, "debian-12")["debian-12"]
+    fu.publish_snapshot(
+        fake, "debian", ["amd64"], version="12", codename="bookworm", snapshot="20260801-2600"
+    )
+    gone(fake, info, "amd64")
+    fake.clear_log()
+    strict = SETTINGS.replace(require_signatures=True)
+    with pytest.raises(RefreshError) as err:
+        pin("debian-12", info, "amd64", settings=strict)
+    assert str(err.value) == (
+        "debian-12 amd64 (pinned 20260712-2537): Debian publishes no signature for its checksum "
+        "files (SHA512SUMS per snapshot (coreutils, SHA-512; not signed upstream)), and "
+        "signatures are required (--require-signatures)"
+    )
+    assert fake.paths() == []  # refused before looking
+
+
+def test_without_gpgv_an_error_unless_verification_is_off(fake, tmp_path, monkeypatch):
+    info = served(fake, "archlinux")["archlinux"]
+    image = fu.publish(fake, "archlinux", fu.path_of("archlinux", "amd64", snapshot="20260801.9"))
+    gone(fake, info, "amd64")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    fake.clear_log()
+    with pytest.raises(RefreshError) as err:
+        pin("archlinux", info, "amd64")
+    message = str(err.value)
+    assert message.startswith("archlinux amd64 (pinned 20260715.556894): gpgv is not installed")
+    assert "apt install gpgv" in message and "PYIMAGECACHE_NO_VERIFY_SIGNATURES=1" in message
+    assert fake.paths() == []
+    got = pin("archlinux", info, "amd64", settings=SETTINGS.replace(verify_signatures=False))
+    assert (got.url, got.signature, got.key) == (fake.url(image), "not-checked", "")
+    assert not got.verified_signature
+    # a family that signs nothing needs no gpgv
+    debian = served(fake, "debian-13")["debian-13"]
+    fu.publish_snapshot(
+        fake, "debian", ["amd64"], version="13", codename="trixie", snapshot="20260801-2600"
+    )
+    gone(fake, debian, "amd64")
+    assert pin("debian-13", debian, "amd64").signature == "unsigned"
 
 
 def test_fedora_release_has_no_newer_compose(fake):
@@ -268,4 +360,7 @@ def test_the_api_the_lead_calls() -> None:
         "expected",
         "verified_signature",
         "source",
+        "signature",
+        "key",
+        "fmt",
     ]

@@ -58,8 +58,23 @@ def register(subparsers: Any) -> None:
     refresh.add_argument(
         "--keyring",
         type=Path,
-        help="verify the checksum files' signatures (SHA256SUMS.gpg, clear-signed CHECKSUM, "
-        ".sha256.asc, .SHA256.sig) with gpgv against this keyring",
+        help="check the checksum files' signatures (SHA256SUMS.gpg, clear-signed CHECKSUM, "
+        "CHECKSUM.asc, .sha256.asc, .SHA256.sig) against this OpenPGP keyring instead of the "
+        "keys shipped with pyimagecache (default: $PYIMAGECACHE_KEYRING)",
+    )
+    refresh.add_argument(
+        "--require-signatures",
+        action="store_true",
+        default=None,
+        help="fail the aliases of families that publish no signature for their checksum files "
+        "(default: $PYIMAGECACHE_REQUIRE_SIGNATURES)",
+    )
+    refresh.add_argument(
+        "--no-verify-signatures",
+        action="store_true",
+        default=None,
+        help="do not check signatures (no gpgv needed); the log and the provenance records "
+        "say 'not-checked' (default: $PYIMAGECACHE_NO_VERIFY_SIGNATURES)",
     )
     refresh.add_argument(
         "--root",
@@ -124,8 +139,15 @@ def _refresh(args: argparse.Namespace) -> int:
         roots["debian"] = args.debian_root
     if args.ubuntu_root:
         roots["ubuntu"] = args.ubuntu_root
+    settings = _signature_settings(args)
     result = refresh_catalog(
-        path, aliases=args.alias, dry_run=args.dry_run, keyring=args.keyring, roots=roots
+        path,
+        aliases=args.alias,
+        dry_run=args.dry_run,
+        keyring=settings.keyring,
+        verify_signatures=settings.verify_signatures,
+        require_signatures=settings.require_signatures,
+        roots=roots,
     )
     if args.dry_run and result.changed:
         sys.stdout.writelines(
@@ -143,6 +165,22 @@ def _refresh(args: argparse.Namespace) -> int:
     else:
         print(f"{path}: would bump {', '.join(result.changed)} (dry run)", file=sys.stderr)
     return 0
+
+
+def _signature_settings(args: argparse.Namespace) -> Any:
+    """The environment's signature settings with the command line's on top."""
+    from ..settings import Settings
+
+    try:
+        return Settings.from_environment(
+            keyring=args.keyring,
+            verify_signatures=False if args.no_verify_signatures else None,
+            require_signatures=args.require_signatures,
+        )
+    except ValueError as exc:  # a malformed PYIMAGECACHE_* flag
+        from ..errors import RefreshError
+
+        raise RefreshError(str(exc)) from None
 
 
 def _check(args: argparse.Namespace) -> int:

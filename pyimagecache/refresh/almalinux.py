@@ -3,11 +3,11 @@
 ``<root><M.m>/cloud/<arch>/images/`` holds
 ``AlmaLinux-<M>-GenericCloud-<M.m>-<YYYYMMDD>[.n].<arch>.qcow2`` (9 has no ``.n``, 10 has)
 beside the moving ``AlmaLinux-<M>-GenericCloud-latest.<arch>.qcow2``, ``GenericCloud-ext4``
-and ``OpenNebula`` variants, and one CHECKSUM (coreutils lines, SHA-256; parsed from its
-signed text if it is clear-signed, and then verified with a keyring). The major directory
-``<root><M>/`` always holds the newest minor, so it is a moving pointer: pins name the minor,
-and a refresh lists ``<root>`` for newer minors of the same major. Old minors move to
-``vault/<M.m>/`` with the same layout below it (a pin there derives that root).
+and ``OpenNebula`` variants, and one CHECKSUM (coreutils lines, SHA-256) with its detached
+signature CHECKSUM.asc (AlmaLinux's wiki, "Generic Cloud": the release's key signs it). The
+major directory ``<root><M>/`` always holds the newest minor, so it is a moving pointer: pins
+name the minor, and a refresh lists ``<root>`` for newer minors of the same major. Old minors
+move to ``vault/<M.m>/`` with the same layout below it (a pin there derives that root).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class AlmaLinux(Layout):
         "<root><M.m>/cloud/<arch>/images/AlmaLinux-<M>-GenericCloud-<M.m>-<date>[.<n>].<arch>.qcow2"
     )
     sums_name = "CHECKSUM"
-    sums_note = "CHECKSUM per arch directory (coreutils, SHA-256)"
+    signature = ".asc"
+    sums_note = "CHECKSUM per arch directory (coreutils, SHA-256), detached CHECKSUM.asc"
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}{snapshot.split('-', 1)[0]}/cloud/{self.arches[arch]}/images/"

@@ -4,7 +4,8 @@
 ``<vendor>_alpine-<X.Y.Z>-<arch>-<firmware>-<bootstrap>[-<machine>]-r<rev>.qcow2`` for
 vendors ``nocloud``, ``generic`` and others, firmware ``bios``/``uefi`` (aarch64 is uefi
 only) and bootstrap ``cloudinit``/``tiny``. Each image has ``<file>.sha512`` holding the bare
-SHA-512 and nothing else (no signature is used). A bump keeps the pin's vendor, firmware,
+SHA-512 and nothing else, unsigned (alpine-cloud-images signs the image itself,
+``<file>.asc``, which a refresh never downloads). A bump keeps the pin's vendor, firmware,
 bootstrap and machine; new pins default to ``nocloud``, ``uefi``, ``cloudinit``.
 """
 
@@ -39,6 +40,7 @@ class Alpine(Layout):
     sums_format = "bare"
     sums_algorithm = "sha512"
     sums_note = "<image>.sha512 (the bare SHA-512); no signature"
+    unsigned = True
 
     def url_snapshot(self, m: re.Match[str]) -> str:
         return f"{m.group('release')}-r{m.group('rev')}"

@@ -38,6 +38,7 @@ class AmazonLinux(Layout):
     )
     sums_name = "SHA256SUMS"
     sums_note = "SHA256SUMS per kvm*/ directory (coreutils); no signature"
+    unsigned = True
 
     def default(self, arch: str, group: str) -> str:
         return "6.1"

@@ -29,6 +29,7 @@ class CentOSStream(Layout):
     sums_name = "{image}.SHA256SUM"
     sums_format = "bsd"
     sums_note = "<image>.SHA256SUM (BSD line); not signed upstream"
+    unsigned = True
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}{ctx.version}-stream/{self.arches[arch]}/images/"

@@ -37,6 +37,7 @@ class Debian(Layout):
     sums_name = "SHA512SUMS"
     sums_algorithm = "sha512"
     sums_note = "SHA512SUMS per snapshot (coreutils, SHA-512; not signed upstream)"
+    unsigned = True
 
     def default(self, arch: str, group: str) -> str:
         return "genericcloud" if arch in ("amd64", "arm64") else "generic"

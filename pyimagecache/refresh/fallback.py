@@ -15,7 +15,14 @@ Example (not run: it needs the network)::
     pin.url                 # '.../20260801-2600/debian-12-genericcloud-amd64-20260801-2600.qcow2'
     pin.expected            # Expected(sha256=None, sha512='...'), from SHA512SUMS
     pin.verified_signature  # False: Debian signs nothing
+    pin.signature           # 'unsigned' ('verified' for Ubuntu, by pin.key)
     pin.source              # '.../bookworm/20260801-2600/SHA512SUMS'
+
+Signatures are checked as by ``catalog refresh``: with the keys shipped for the family and
+release (or ``keyring``/``settings.keyring`` instead), a family that signs must have signed
+the newer snapshot's checksum file with a good signature, else that snapshot is refused;
+``settings.verify_signatures=False`` checks nothing (``signature == 'not-checked'``);
+``settings.require_signatures`` refuses a family that signs nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from ..hashing import Expected
 from ..settings import Settings
 from .families import FAMILIES
 from .resolve import Group, context, resolve_group
+from .signatures import SignaturePolicy, require_gpgv, user_keyring
 from .upstream import Upstream
 
 
@@ -49,6 +57,13 @@ class FallbackPin:
     verified_signature: bool
     #: The checksum file (or Oracle's template manifest) the digests come from.
     source: str
+    #: ``verified`` (by :attr:`key`), ``unsigned`` (upstream signs nothing) or ``not-checked``
+    #: (``verify_signatures`` off).
+    signature: str = "unsigned"
+    #: The primary fingerprint of the key whose signature was verified ("" otherwise).
+    key: str = ""
+    #: The checksum file's format (:mod:`.sums`), for a provenance record.
+    fmt: str = ""
 
 
 def newer_pin(
@@ -61,14 +76,17 @@ def newer_pin(
 ) -> FallbackPin:
     """The newest complete snapshot of ``alias``'s release for ``arch`` newer than its pin.
 
-    ``keyring`` (default: ``settings.keyring``): the checksum file's signature must then be
-    good, and present wherever the family signs (Ubuntu, Fedora, openSUSE, Arch Linux); a
-    family that signs nothing gives ``verified_signature=False``. ``settings`` carries the
-    network knobs; ``settings.offline`` refuses to look upstream at all.
+    The checksum file's signature must be present and good wherever the family signs
+    (Ubuntu, Fedora, AlmaLinux, openSUSE, Arch Linux), checked against the keys shipped for the
+    family and release, or against ``keyring`` (default: ``settings.keyring``) instead; a
+    family that signs nothing gives ``signature='unsigned'``. ``settings`` carries the network
+    knobs and ``verify_signatures``/``require_signatures``; ``settings.offline`` refuses to
+    look upstream at all.
 
     Raises :class:`RefreshError`, naming the alias, the pinned snapshot and what was missing,
-    when there is no newer complete snapshot, the checksum file is missing or malformed, or a
-    signature is missing or bad.
+    when there is no newer complete snapshot, the checksum file is missing or malformed, a
+    signature is missing or bad, gpgv is not installed (unless ``verify_signatures`` is off),
+    or signatures are required and the family signs nothing.
     """
     pinned = snapshot_of(info, arch)
     what = f"{alias} {arch} (pinned {pinned})"
@@ -95,7 +113,19 @@ def newer_pin(
     if keyring is None:
         keyring = settings.keyring
     notes: List[str] = []
-    up = Upstream(keyring=keyring, log=notes.append, settings=settings)
+    try:
+        policy = SignaturePolicy(
+            keyring=keyring,
+            verify=settings.verify_signatures,
+            require=settings.require_signatures,
+        )
+        if policy.verify and layout.signed:
+            require_gpgv(f"the newer snapshot's {layout.title} checksum file cannot be verified")
+            if policy.keyring is not None:
+                user_keyring(policy.keyring)
+    except ImageCacheError as exc:
+        raise RefreshError(f"{what}: {exc}") from None
+    up = Upstream(policy=policy, log=notes.append, settings=settings)
     try:
         ctx = context(
             layout, alias, info.version, info.codename, m.group("root"), {arch: image.url}
@@ -109,7 +139,7 @@ def newer_pin(
         missing = [
             n.split(": ", 1)[1].replace("; trying the next newest", "")
             for n in notes
-            if n.startswith("fallback ")
+            if n.startswith(("fallback ", "skipped "))
         ]
         tried = f" (incomplete: {'; '.join(missing)})" if missing else ""
         raise RefreshError(
@@ -119,4 +149,13 @@ def newer_pin(
     newer, old = layout.rule(new.snapshot), layout.rule(pinned)
     if newer is None or old is None or newer <= old:  # the walk guarantees it; be sure
         raise RefreshError(f"{what}: resolver offered {new.snapshot}, which is not newer")
-    return FallbackPin(new.snapshot, new.url, new.expected, new.verified, new.source)
+    return FallbackPin(
+        new.snapshot,
+        new.url,
+        new.expected,
+        new.verified,
+        new.source,
+        new.signature,
+        new.key,
+        new.fmt,
+    )

@@ -45,6 +45,7 @@ class FreeBSD(Layout):
     sums_name = "CHECKSUM.SHA256"
     sums_format = "bsd"
     sums_note = "CHECKSUM.SHA256 in Latest/ (BSD lines, of the .xz); no signature"
+    unsigned = True
 
     def default(self, arch: str, group: str) -> str:
         return "BASIC-CLOUDINIT-" if group == "flavor" else "ufs"

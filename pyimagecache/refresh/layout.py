@@ -36,6 +36,7 @@ from typing import (
     Union,
 )
 
+from .pins import Skip
 from .snapshots import SnapshotRule, newest_first
 
 if TYPE_CHECKING:
@@ -136,10 +137,18 @@ class Layout:
     signature: str = ""
     #: Upstream clear-signs the checksum file.
     clearsigned: bool = False
+    #: Upstream publishes no signature of its checksum files (a family is either this or has
+    #: :attr:`signature`/:attr:`clearsigned`): ``--require-signatures`` refuses it.
+    unsigned: bool = False
     #: For messages and the README: a pinned image's URL, spelled out.
     shape: str = ""
     #: For the README and messages: what the checksum file is and how it is signed.
     sums_note: str = ""
+
+    @property
+    def signed(self) -> bool:
+        """Upstream signs its checksum files: a snapshot without a good signature is skipped."""
+        return bool(self.signature) or self.clearsigned
 
     # -- the URL of a pinned image ----------------------------------------------------------
 
@@ -245,7 +254,8 @@ class Layout:
 
     def locate(self, up: Upstream, ctx: Context, snapshot: str, arch: str) -> Union[Located, str]:
         """``snapshot``'s image for ``arch`` and its checksum source, or why it is incomplete
-        (no image, no checksum file, or, with a keyring, no signature beside it)."""
+        (no image, no checksum file) or refused (:class:`~.pins.Skip`: signatures are checked
+        and the family signs, but no signature is listed beside the checksum file)."""
         directory = self.image_dir(ctx, snapshot, arch)
         listing = up.listing_or_none(directory)
         if listing is None:
@@ -254,16 +264,24 @@ class Layout:
         if url is None:
             return f"no {self.arches.get(arch, arch)} image in {directory}"
         sums = self.sums_source(ctx, url, arch)
-        wanted = [sums.url]
-        if up.keyring is not None and sums.signature:
-            wanted.append(sums.signature)
         missing = [
             basename(u)
-            for u in wanted
+            for u in [sums.url]
             if dirname(u) == listing.url and basename(u) not in listing.files
         ]
         if missing:
             return f"no {', '.join(missing)}"
+        signature = sums.signature
+        if (
+            up.verifying
+            and signature
+            and dirname(signature) == listing.url
+            and basename(signature) not in listing.files
+        ):
+            return Skip(
+                f"no {basename(signature)} beside {basename(sums.url)} in {listing.url}; "
+                "upstream signs it, so it is not trusted unsigned"
+            )
         return Located(url, sums)
 
 

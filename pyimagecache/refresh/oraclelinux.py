@@ -32,6 +32,7 @@ class OracleLinux(Layout):
     keep = ("cloud",)
     shape = "<root>OL<M>/u<m>/<arch>/OL<M>U<m>_<arch>-kvm[-cloud]-b<build>.qcow2"
     sums_note = "ol<M>[_aarch64-cloud]-template.json (kvm.sha256); not signed upstream"
+    unsigned = True
 
     def url_snapshot(self, m: re.Match[str]) -> str:
         return f"OL{m.group('version')}U{m.group('update')}-b{m.group('build')}"

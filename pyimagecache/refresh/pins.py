@@ -17,24 +17,36 @@ from .snapshots import SnapshotKey
 MAX_CANDIDATES = 5
 
 
+class Skip(str):
+    """Why a snapshot is refused rather than merely incomplete (its checksum file's signature
+    is missing or bad): the walk says "skipped" and tries the next newest."""
+
+
 @dataclass(frozen=True)
 class ArchPin:
     """One arch's new pin: the image, the digests upstream's checksum file gives for it, the
-    snapshot it belongs to, and where the digests came from."""
+    snapshot it belongs to, and where the digests came from (a provenance record's facts)."""
 
     url: str
     expected: Expected
     snapshot: str = ""
     #: The checksum file (or manifest) the digests were read from.
     source: str = ""
-    #: Its signature was checked with gpgv against the keyring.
-    verified: bool = False
-    #: It is clear-signed (then ``verified`` says whether that signature was checked).
-    clearsigned: bool = False
+    #: Its format (:mod:`.sums`).
+    fmt: str = ""
+    #: ``verified`` (by ``key``), ``unsigned`` (upstream signs nothing) or ``not-checked``.
+    signature: str = "unsigned"
+    #: The primary fingerprint of the key whose signature was verified.
+    key: str = ""
 
     @property
     def sha256(self) -> str:
         return self.expected.sha256 or ""
+
+    @property
+    def verified(self) -> bool:
+        """The checksum file's signature was checked with gpgv and is good."""
+        return self.signature == "verified"
 
 
 @dataclass(frozen=True)
@@ -62,10 +74,11 @@ def walk(
 ) -> Optional[Pin]:
     """The newest complete snapshot newer than ``current``, or None to keep the current pin.
 
-    ``candidates`` are newest first. An incomplete snapshot is reported as a fallback and the
-    next one tried, at most :data:`MAX_CANDIDATES` of them; then it is an error, or with
-    ``keep_when_exhausted`` (an arch whose builds lag behind the others') the pin is kept.
-    Errors (bad checksum file, network, bad signature) propagate.
+    ``candidates`` are newest first. An incomplete snapshot is reported as a fallback (a refused
+    one, :class:`Skip`, as skipped) and the next one tried, at most :data:`MAX_CANDIDATES` of
+    them; then it is an error, or with ``keep_when_exhausted`` (an arch whose builds lag behind
+    the others') the pin is kept.
+    Errors (bad checksum file, network, no key for the release) propagate.
     """
     current_key = key(current) if current else None
     skipped: List[str] = []
@@ -84,8 +97,13 @@ def walk(
         if isinstance(outcome, Pin):
             return outcome
         skipped.append(name)
-        reasons.append(f"{name}: {outcome}")
-        log(f"fallback {alias}: {name} is incomplete ({outcome}); trying the next newest")
+        reasons.append(
+            f"{name} refused ({outcome})" if isinstance(outcome, Skip) else f"{name}: {outcome}"
+        )
+        if isinstance(outcome, Skip):
+            log(f"skipped {alias}: {name} refused ({outcome}); trying the next newest")
+        else:
+            log(f"fallback {alias}: {name} is incomplete ({outcome}); trying the next newest")
     if not seen:
         raise RefreshError(f"{alias}: {where} lists no snapshot")
     if not skipped:  # every candidate was older than the pin's, or the walk found none newer

@@ -16,7 +16,7 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 from ..errors import RefreshError
 from ..hashing import Expected
 from .layout import Context, Layout, basename
-from .pins import ArchPin, Pin, walk
+from .pins import ArchPin, Pin, Skip, walk
 from .upstream import Upstream
 
 
@@ -58,16 +58,28 @@ def groups(
 def locate_pin(
     layout: Layout, up: Upstream, ctx: Context, snapshot: str, arch: str
 ) -> Union[ArchPin, str]:
-    """``snapshot``'s pin for ``arch`` from upstream's checksum file, or why it is incomplete."""
+    """``snapshot``'s pin for ``arch`` from upstream's checksum file, or why it is incomplete
+    (a :class:`~.pins.Skip` when its signature is missing or bad)."""
     found = layout.locate(up, ctx, snapshot, arch)
     if isinstance(found, str):
         return found
     name = basename(found.url)
-    sums = up.checksums(found.sums, name)
+    checked = up.checked(found.sums, name, family=layout.distro, version=ctx.version)
+    if isinstance(checked, str):
+        return Skip(checked)
+    sums = checked.sums
     expected = sums.digests.get(name)
     if not expected:
         return f"{basename(sums.url)} has no line for {name}"
-    return ArchPin(found.url, expected, snapshot, sums.url, sums.verified, sums.clearsigned)
+    return ArchPin(
+        found.url,
+        expected,
+        snapshot,
+        sums.url,
+        found.sums.fmt,
+        checked.signature,
+        checked.key,
+    )
 
 
 def resolve_group(
@@ -79,7 +91,14 @@ def resolve_group(
     label: str,
     keep_when_exhausted: bool = False,
 ) -> Optional[Pin]:
-    """The newest complete snapshot of ``group`` newer than its pin, or None to keep it."""
+    """The newest complete snapshot of ``group`` newer than its pin, or None to keep it.
+    A family that signs nothing is refused outright when signatures are required."""
+    if up.policy.require and not layout.signed:
+        raise RefreshError(
+            f"{label}: {layout.title} publishes no signature for its checksum files "
+            f"({layout.sums_note}), and signatures are required (--require-signatures)"
+        )
+
     candidates = layout.candidates(up, ctx, group.arches[0])
 
     def try_snapshot(snapshot: str) -> Union[Pin, str]:

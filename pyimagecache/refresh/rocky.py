@@ -4,8 +4,10 @@
 ``Rocky-<M>-GenericCloud-Base-<M.m>-<YYYYMMDD>.<n>.<arch>.qcow2`` beside the moving
 ``Rocky-<M>-GenericCloud-Base.latest.<arch>.qcow2``, ``GenericCloud-LVM`` and ``EC2-Base``
 variants; each image has ``<file>.CHECKSUM`` (BSD line, SHA-256, sometimes repeated; not
-signed upstream). ``<root><M>/`` is a symlink to the newest minor, a moving pointer: pins name
-the minor and a refresh lists ``<root>`` for newer minors of the same major.
+signed upstream: Rocky publishes signed commits of its checksums in rocky-linux/checksums
+instead, per sig-core-toolkit's README template). ``<root><M>/`` is a symlink to the newest
+minor, a moving pointer: pins name the minor and a refresh lists ``<root>`` for newer minors
+of the same major.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Rocky(Layout):
     sums_name = "{image}.CHECKSUM"
     sums_format = "bsd"
     sums_note = "<image>.CHECKSUM (BSD line); not signed upstream"
+    unsigned = True
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}{snapshot.split('-', 1)[0]}/images/{self.arches[arch]}/"

@@ -20,8 +20,10 @@ from urllib.parse import urlsplit
 from ..catalog import (
     ARCH_FIELDS,
     INFO_FIELDS,
+    Provenance,
     encode_document,
     parse_catalog,
+    provenance_document,
     read_document,
     suggest,
 )
@@ -29,7 +31,9 @@ from ..errors import CatalogError, DigestError, ImageCacheError, RefreshError
 from ..hashing import ALGORITHMS, Expected
 from .families import FAMILIES
 from .layout import ARM64_REQUIRED, Layout
+from .pins import ArchPin
 from .resolve import Bump, context, resolve_alias
+from .signatures import SignaturePolicy, require_gpgv, user_keyring
 from .upstream import Log, Upstream
 from .writer import replace_document
 
@@ -123,12 +127,31 @@ def _urls(entry: Mapping[str, Any]) -> Dict[str, str]:
     return {k: str(v.get("url", "")) for k, v in arch.items() if isinstance(v, dict)}
 
 
+def provenance_of(pin: ArchPin, today: str) -> Dict[str, str]:
+    """The provenance record of a pin a refresh moved, as catalog.json spells it: the checksum
+    file it was read from, its format, what its signature proved, and the day.
+
+    >>> provenance_of(ArchPin("https://e.org/a.img", Expected("ab" * 32), source="https://e.org/S",
+    ...                       fmt="coreutils"), "2026-12-07")["signature"]
+    'unsigned'
+    """
+    return provenance_document(
+        Provenance(
+            record=pin.source,
+            format=pin.fmt,
+            signature=pin.signature,
+            key=pin.key if pin.signature == "verified" else "",
+            date=today,
+        )
+    )
+
+
 def _apply(
     entry: Dict[str, Any], bump: Bump, pinned: Mapping[str, Tuple[str, Expected]], today: str
 ) -> None:
     """Write ``bump`` into ``entry``: the alias's snapshot, then every arch's slot (a moved
-    arch gets its url and exactly the digests upstream published; every arch keeps its own
-    snapshot only where it differs from the alias's)."""
+    arch gets its url, exactly the digests upstream published and a provenance record saying
+    where from; every arch keeps its own snapshot only where it differs from the alias's)."""
     _set(entry, "snapshot", bump.snapshot)
     _set(entry, "bumped_at", today)
     arch = entry.get("arch")
@@ -141,7 +164,11 @@ def _apply(
         pin = bump.arch.get(key)
         if pin is not None:
             own = pin.snapshot
-            slot = {"url": pin.url, **dict(pin.expected.items())}
+            slot = {
+                "url": pin.url,
+                **dict(pin.expected.items()),
+                "provenance": provenance_of(pin, today),
+            }
         slot.pop("snapshot", None)
         if own and own != bump.snapshot:
             slot["snapshot"] = own
@@ -154,6 +181,8 @@ def refresh_catalog(
     aliases: Optional[Sequence[str]] = None,
     dry_run: bool = False,
     keyring: Optional[Path] = None,
+    verify_signatures: bool = True,
+    require_signatures: bool = False,
     roots: Optional[Mapping[str, str]] = None,
     debian_root: Optional[str] = None,
     ubuntu_root: Optional[str] = None,
@@ -169,6 +198,14 @@ def refresh_catalog(
     of them. ``embedded`` (default: whether ``path`` is the package's own catalog.json)
     demands https pins. ``network`` passes timeout=/retries= to the downloader. Raises
     :class:`RefreshError` listing every alias that failed; then the file is untouched.
+
+    Signatures: checksum files of the families that sign them are verified with gpgv against
+    the keys shipped for that family and release, or against ``keyring`` instead; a snapshot
+    whose signature is missing or bad is skipped, with a line saying why.
+    ``verify_signatures=False`` checks none (the log and the provenance records say
+    ``not-checked``); ``require_signatures`` fails the aliases of families that sign nothing.
+    Every pin moved gets a provenance record (the checksum file, its format, its signature's
+    state and key, ``today``).
 
     >>> refresh_catalog(Path("pyimagecache/catalog.json"))  # doctest: +SKIP
     RefreshResult(path=..., changed=['debian-12'], ...)
@@ -199,7 +236,26 @@ def refresh_catalog(
         embedded = own is not None and own.resolve() == path.resolve()
     if today is None:
         today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-    upstream = Upstream(keyring=keyring, log=log, network=network or {})
+    policy = SignaturePolicy(
+        keyring=None if keyring is None else Path(keyring),
+        verify=verify_signatures,
+        require=require_signatures,
+    )
+    signing = sorted(
+        {
+            str(doc[a].get("distro"))
+            for a in selected
+            if isinstance(doc[a], dict)
+            and str(doc[a].get("distro")) in FAMILIES
+            and FAMILIES[str(doc[a].get("distro"))].signed
+        }
+    )
+    if policy.verify and signing:  # one error before any request, not one per alias
+        require_gpgv(f"the signatures of {', '.join(signing)} checksum files cannot be verified")
+        if policy.keyring is not None:
+            user_keyring(policy.keyring)  # unreadable or malformed: said once, now
+    log(f"signatures: {policy.describe()}")
+    upstream = Upstream(policy=policy, log=log, network=network or {})
 
     failures: List[str] = []
     changed: List[str] = []

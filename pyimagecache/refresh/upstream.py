@@ -5,24 +5,35 @@ bundle); this module adds the size bounds, the parsing, a per-run cache (Debian'
 serves every arch of a snapshot) and the signature checks on top. Nothing here downloads an
 image: every digest comes from a checksum file upstream publishes.
 
-Signatures: with a keyring, a detached signature (``SHA256SUMS.gpg``, ``.sha256.asc``,
-``.SHA256.sig``) or a clear signature (Fedora's CHECKSUM) is checked with gpgv, and a family
-that signs but whose file carries no signature fails. Without a keyring, nothing counts as
-verified, a clear-signed file included: its armour is stripped and the signed text parsed, and
-the log says that the signature was not checked.
+Signatures (:class:`~.signatures.SignaturePolicy`): for a family that signs, a detached
+signature (``SHA256SUMS.gpg``, ``.sha256.asc``, ``CHECKSUM.asc``, ``.SHA256.sig``) or a clear
+signature (Fedora's CHECKSUM) is checked with gpgv against the shipped keys for that family and
+release, or the user's keyring; a bad or missing one rejects that checksum file (the snapshot
+is skipped, never trusted). With ``--no-verify-signatures`` nothing is checked, a clear-signed
+file's armour is stripped and its signed text parsed, and the log says so. Every checksum file
+read is reported with its state (:data:`~.signatures.VERIFIED`, ``UNSIGNED``, ``NOT_CHECKED``),
+which the catalog's provenance records carry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Union
 
 from ..errors import DownloadError, RefreshError
 from ..settings import Settings
-from .layout import SumsSource
+from .layout import SumsSource, basename
 from .listing import Listing, parse_listing
-from .signatures import verify_clearsigned, verify_detached
+from .signatures import (
+    NOT_CHECKED,
+    UNSIGNED,
+    VERIFIED,
+    SignaturePolicy,
+    SignatureRejected,
+    verify_clearsigned,
+    verify_detached,
+)
 from .sums import Sums, is_clearsigned, parse_checksums
 
 # An index page of a few hundred snapshots is ~100 KiB; sums files are a few KiB.
@@ -36,17 +47,37 @@ GONE = (404, 410)
 Log = Callable[[str], None]
 
 
+class Checked(NamedTuple):
+    """A checksum file read for a resolver: its digests and what its signature proved."""
+
+    sums: Sums
+    #: :data:`~.signatures.VERIFIED`, ``UNSIGNED`` or ``NOT_CHECKED``.
+    signature: str
+    #: The primary fingerprint of the key that made a verified signature ("" otherwise).
+    key: str = ""
+
+
 @dataclass
 class Upstream:
     """Fetching and checking helpers shared by every family's resolver."""
 
-    keyring: Optional[Path] = None
+    policy: SignaturePolicy = field(default_factory=SignaturePolicy)
     log: Log = print
     #: Extra keyword arguments for the downloader (timeout=, retries=).
     network: Dict[str, Any] = field(default_factory=dict)
     settings: Optional[Settings] = None
     _listings: Dict[str, Optional[Listing]] = field(default_factory=dict, repr=False)
-    _sums: Dict[Tuple[str, str], Sums] = field(default_factory=dict, repr=False)
+    _sums: Dict[Tuple[str, str], Union[Checked, str]] = field(default_factory=dict, repr=False)
+
+    @property
+    def keyring(self) -> Optional[Path]:
+        """The user's keyring replacing the shipped keys, if any."""
+        return self.policy.keyring
+
+    @property
+    def verifying(self) -> bool:
+        """Signatures are checked (the default), so a family that signs must have signed."""
+        return self.policy.verify
 
     def get(self, url: str, max_bytes: int) -> Tuple[str, str, bytes]:
         """(final URL after redirects, content type, body)."""
@@ -77,50 +108,91 @@ class Upstream:
         return self._listings[url]
 
     def checksums(self, source: SumsSource, name: str) -> Sums:
-        """The checksum file ``source`` parsed (for ``name``, which a bare sidecar is about),
-        its signature checked first when a keyring is set."""
+        """The checksum file ``source`` parsed (for ``name``, which a bare sidecar is about);
+        :class:`SignatureRejected` when it carries no good signature where upstream signs.
+        Families without a signing key use this; :meth:`checked` says more."""
+        got = self.checked(source, name, family="", version="")
+        if isinstance(got, str):
+            raise SignatureRejected(got)
+        return got.sums
+
+    def checked(
+        self, source: SumsSource, name: str, *, family: str, version: str
+    ) -> Union[Checked, str]:
+        """The checksum file ``source`` parsed, with its signature checked as the policy says
+        against the keys for ``family`` release ``version``; or, when upstream signs it and the
+        signature is missing or bad, why it is rejected (one line: the file, what gpgv said)."""
         key = (source.url, name if source.fmt == "bare" else "")  # only a bare sidecar needs it
         cached = self._sums.get(key)
         if cached is not None:
             return cached
         _, _, body = self.get(source.url, MAX_SUMS_BYTES)
-        signed: Optional[str] = None
-        if self.keyring is not None:
-            signed = self._verify(source, body)
-        sums = parse_checksums(
+        result: Union[Checked, str]
+        if source.signed and self.policy.verify:
+            try:
+                signed, fingerprint = self._verify(source, body, family, version)
+            except SignatureRejected as exc:
+                result = str(exc)
+            else:
+                sums = self._parse(source, name, body, signed)
+                result = Checked(sums, VERIFIED, fingerprint)
+        else:
+            sums = self._parse(source, name, body, None)
+            if source.signed or sums.clearsigned:
+                why = (
+                    "--no-verify-signatures"
+                    if not self.policy.verify
+                    else "the family is not known to sign, so no key is trusted for it"
+                )
+                kind = "clear-signed" if sums.clearsigned else "signed upstream"
+                self.log(
+                    f"unverified {source.url}: {kind}, but its signature was NOT checked ({why})"
+                )
+                result = Checked(sums, NOT_CHECKED)
+            else:
+                self.log(f"unsigned {source.url}: upstream publishes no signature for it")
+                result = Checked(sums, UNSIGNED)
+        self._sums[key] = result
+        return result
+
+    @staticmethod
+    def _parse(source: SumsSource, name: str, body: bytes, signed: Optional[str]) -> Sums:
+        return parse_checksums(
             body, source.fmt, url=source.url, algorithm=source.algorithm, name=name, signed=signed
         )
-        if self.keyring is None and sums.clearsigned:
-            self.log(
-                f"unverified {source.url}: clear-signed, but no --keyring was given, "
-                "so its signature was NOT checked"
-            )
-        elif self.keyring is not None and not sums.verified:
-            self.log(
-                f"unverified {source.url}: upstream does not sign it; the keyring checked nothing"
-            )
-        self._sums[key] = sums
-        return sums
 
-    def _verify(self, source: SumsSource, body: bytes) -> Optional[str]:
-        """The text gpgv verified (a detached signature: the body itself), or None when
-        upstream signs nothing here. RefreshError for a bad or missing signature."""
-        assert self.keyring is not None
+    def _verify(
+        self, source: SumsSource, body: bytes, family: str, version: str
+    ) -> Tuple[str, str]:
+        """(the text gpgv verified, the signing key's fingerprint); SignatureRejected for a
+        bad or missing signature."""
+        keys = self.policy.keys_for(family, version)
         if source.signature:
-            _, _, signature = self.get(source.signature, MAX_SIGNATURE_BYTES)
-            verify_detached(body, signature, self.keyring, what=source.url)
-            self.log(f"verified {source.url}: good signature in {source.signature}")
             try:
-                return body.decode("utf-8")
+                _, _, signature = self.get(source.signature, MAX_SIGNATURE_BYTES)
+            except DownloadError as exc:
+                if exc.status not in GONE:
+                    raise
+                raise SignatureRejected(
+                    f"no {basename(source.signature)} beside {basename(source.url)} "
+                    f"(HTTP {exc.status}); upstream signs it, so it is not trusted unsigned"
+                ) from None
+            what = f"{basename(source.url)} ({source.signature})"
+            fingerprint = verify_detached(body, signature, keys, what=what)
+            self.log(
+                f"verified {source.url}: good signature by {fingerprint} in {source.signature}"
+            )
+            try:
+                return body.decode("utf-8"), fingerprint
             except UnicodeDecodeError as exc:
                 raise RefreshError(f"{source.url}: not UTF-8 text (byte {exc.start})") from None
-        if is_clearsigned(body):
-            text = verify_clearsigned(body, self.keyring, what=source.url)
-            self.log(f"verified {source.url}: good clear signature")
-            return text
-        if source.clearsigned:
-            raise RefreshError(
-                f"{source.url} is not clear-signed, but upstream signs it and a keyring was "
-                "given: refusing its digests"
+        if not is_clearsigned(body):
+            raise SignatureRejected(
+                f"{basename(source.url)} is not clear-signed ({source.url}); upstream signs it, "
+                "so it is not trusted unsigned"
             )
-        return None
+        text, fingerprint = verify_clearsigned(
+            body, keys, what=f"{basename(source.url)} ({source.url})"
+        )
+        self.log(f"verified {source.url}: good clear signature by {fingerprint}")
+        return text, fingerprint

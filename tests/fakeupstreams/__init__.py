@@ -161,8 +161,15 @@ def _almalinux(fake: FakeUpstream, p: str) -> List[str]:
         p.replace("GenericCloud", "OpenNebula"),
         _moved(p, minor, version),
     ]
-    fake.add_sums(Sums(_dir(p) + "CHECKSUM", "coreutils", dir_wide=True))
-    fake.add_sums(Sums(_moved(_dir(p), minor, version) + "CHECKSUM", "coreutils", dir_wide=True))
+    fake.add_sums(Sums(_dir(p) + "CHECKSUM", "coreutils", signature=".asc", dir_wide=True))
+    fake.add_sums(
+        Sums(
+            _moved(_dir(p), minor, version) + "CHECKSUM",
+            "coreutils",
+            signature=".asc",
+            dir_wide=True,
+        )
+    )
     return decoys
 
 
