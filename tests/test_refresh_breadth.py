@@ -19,6 +19,7 @@ from test_refresh_families import catalog_for, refresh
 from pyimagecache.catalog import encode_document
 from pyimagecache.errors import RefreshError
 from pyimagecache.refresh import check_document
+from pyimagecache.refresh.families import FAMILIES
 
 NEW_FAMILIES = ("almalinux-kitten", "opensuse-tumbleweed", "cirros")
 
@@ -196,13 +197,17 @@ def test_tumbleweed_aarch64_comes_from_ports_on_its_own_schedule(fake, tmp_path)
 
 
 def test_tumbleweed_with_a_keyring_needs_the_detached_signature(fake, tmp_path):
-    """Upstream signs each .sha256 (.sha256.asc): with a keyring, a snapshot without one is no
-    candidate (catalog-sig attaches the keys; here the signature is simply absent)."""
+    """Upstream signs each .sha256 (.sha256.asc): with a keyring that did not sign it, the
+    snapshot is no candidate."""
     keyring = tmp_path / "keyring.gpg"
     keyring.write_bytes(b"")
     info = served(fake, "opensuse-tumbleweed")["opensuse-tumbleweed"]
     _rolled(fake, "20261201")
-    with pytest.raises(RefreshError, match=r"20261201: no .*Snapshot20261201\.qcow2\.sha256\.asc"):
+    with pytest.raises(
+        RefreshError,
+        match=r"20261201 refused \(bad signature on .*Snapshot20261201\.qcow2\.sha256 .*not in "
+        r"the keyring",
+    ):
         pin("opensuse-tumbleweed", info, "amd64", keyring=keyring)
 
 
@@ -293,7 +298,10 @@ def test_aged_out_pin_falls_back_to_the_newer_snapshot(fake, alias, arch, distro
     gone(fake, info, arch)
     got = pin(alias, info, arch)
     assert (got.snapshot, got.url) == (snapshot, fake.url(image))
-    assert got.expected.sha256 == fake.sha256(image) and not got.verified_signature
+    assert got.expected.sha256 == fake.sha256(image)
+    # Signed families are verified (the fake upstream signs with its own key, passed as the
+    # keyring a user would pass); CirrOS publishes no signature.
+    assert got.signature == ("unsigned" if FAMILIES[distro].unsigned else "verified")
     assert got.source.startswith(fake.base) and fake.image_bytes_sent() == 0
 
 

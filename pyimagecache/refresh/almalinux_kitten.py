@@ -3,8 +3,9 @@
 ``<root><M>-kitten/cloud/<arch>/images/`` holds
 ``AlmaLinux-Kitten-GenericCloud-<M>-<YYYYMMDD>.<n>.<arch>.qcow2`` for every build, beside the
 moving ``AlmaLinux-Kitten-GenericCloud-<M>-latest.<arch>.qcow2`` and other variants, and one
-CHECKSUM (coreutils lines, SHA-256, as AlmaLinux's; read from its signed text if it is
-clear-signed, and then verified with a keyring). Unlike AlmaLinux there are no minor
+CHECKSUM (coreutils lines, SHA-256) with its detached CHECKSUM.asc, as AlmaLinux's (signed
+with the AlmaLinux 10 key; that Kitten's cloud directories carry the .asc as AlmaLinux 8 and 9
+do is assumed from AlmaLinux's practice, not seen in a record). Unlike AlmaLinux there are no minor
 releases: the builds of a major share one directory. Each arch is built on its own day
 (lima's template pins x86_64 and aarch64 at 20260501.0, s390x and ppc64le at 20260502.0,
 riscv64 at 20260302.0), so every arch is resolved on its own and keeps its own snapshot.
@@ -34,7 +35,8 @@ class AlmaLinuxKitten(Layout):
         "AlmaLinux-Kitten-GenericCloud-<M>-<date>.<n>.<arch>.qcow2"
     )
     sums_name = "CHECKSUM"
-    sums_note = "CHECKSUM per arch directory (coreutils, SHA-256); checked if clear-signed"
+    signature = ".asc"
+    sums_note = "CHECKSUM per arch directory (coreutils, SHA-256), detached CHECKSUM.asc"
 
     def image_dir(self, ctx: Context, snapshot: str, arch: str) -> str:
         return f"{ctx.root}{ctx.version}-kitten/cloud/{self.arches[arch]}/images/"

@@ -34,6 +34,7 @@ class CirrOS(Layout):
     arches = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le"}
     shape = "<root><X.Y.Z>/cirros-<X.Y.Z>-<arch>-disk.img"
     sums_name = "SHA256SUMS"
+    unsigned = True
     sums_note = "SHA256SUMS per release (coreutils); no signature published beside it"
 
     def candidates(self, up: Upstream, ctx: Context, arch: str) -> Candidates:

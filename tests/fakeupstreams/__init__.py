@@ -201,7 +201,7 @@ def _almalinux_kitten(fake: FakeUpstream, p: str) -> List[str]:
     ]
     if arch == "x86_64":  # a micro-architecture level build beside it
         decoys.append(p.replace(".x86_64.qcow2", ".x86_64_v2.qcow2"))
-    fake.add_sums(Sums(_dir(p) + "CHECKSUM", "coreutils", dir_wide=True))
+    fake.add_sums(Sums(_dir(p) + "CHECKSUM", "coreutils", signature=".asc", dir_wide=True))
     return decoys
 
 
