@@ -199,8 +199,11 @@ def test_copy_file_range_unsupported_falls_back(
 ) -> None:
     import errno
 
-    if not hasattr(os, "copy_file_range"):
-        pytest.skip("no os.copy_file_range")
+    if not hasattr(os, "copy_file_range"):  # macOS, or --hide-linux-calls: read instead
+        with pytest.raises(ValueError, match="not available on this platform"):
+            CopyStrategy(methods=("copy_file_range", "read"))
+        assert CopyStrategy().methods == ("read",)
+        return
     calls = []
 
     def refuse(*args: object) -> int:
