@@ -99,10 +99,12 @@ _preadv = getattr(os, "preadv", None)
 def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:
     """Ask the kernel to start writing dirty pages now (Linux: POSIX_FADV_DONTNEED starts
     writeback without waiting), so that a final fsync has little left. A no-op elsewhere."""
+    # Looked up per call: macOS has neither, and a test may hide them.
     advise = getattr(os, "posix_fadvise", None)
-    if advise is not None:
+    dontneed = getattr(os, "POSIX_FADV_DONTNEED", None)
+    if advise is not None and dontneed is not None:
         try:
-            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+            advise(fd, offset, length, dontneed)
         except OSError:
             pass  # advice only
 

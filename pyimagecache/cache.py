@@ -823,8 +823,11 @@ def _download_from(
     try:
         growing = overlap.start()
         if growing is not None:
-            head = growing.pread(formats.SNIFF_SIZE, 0)
-            fmt = formats.detect(head)
+            try:
+                head = growing.pread(formats.SNIFF_SIZE, 0)
+            except SourceChanged:
+                head = b""  # it started over or failed already: the result says which
+            fmt = formats.detect(head) if head else ""
             if formats.is_descriptor(fmt, head):
                 fmt = ""  # refused once the download is verified, as any other source
             if fmt in formats.DISK_FORMATS or fmt in formats.CONTAINERS:

@@ -35,6 +35,7 @@ _UNITS = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
 _NO_COPY_RANGE = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 _KNOWN_METHODS = ("copy_file_range", "read")
+# copy_file_range is Linux's (macOS has none); _copy_range also looks it up at each call.
 _AVAILABLE = ("copy_file_range", "read") if hasattr(os, "copy_file_range") else ("read",)
 
 
@@ -186,10 +187,14 @@ def _copy_range(
     src_fd: int, dst_fd: int, start: int, end: int, writeback: Optional[WritebackPacer]
 ) -> int:
     """copy_file_range from start to end; returns where it stopped (< end if unsupported)."""
+    # getattr, not os.copy_file_range: typed as Linux-only, and gone where the OS lacks it.
+    copy_file_range = getattr(os, "copy_file_range", None)
+    if copy_file_range is None:
+        return start
     pos = start
     while pos < end:
         try:
-            n = os.copy_file_range(src_fd, dst_fd, min(end - pos, WRITEBACK_BYTES), pos, pos)
+            n: int = copy_file_range(src_fd, dst_fd, min(end - pos, WRITEBACK_BYTES), pos, pos)
         except OSError as exc:
             if exc.errno in _NO_COPY_RANGE:
                 return pos

@@ -699,11 +699,12 @@ def test_convert_without_preadv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_convert_writeback_advice_is_used_and_optional(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not hasattr(os, "posix_fadvise"):
-        pytest.skip("no posix_fadvise on this platform")
     src = tmp_path / "p.qcow2"
     # ~36 MiB of non-zero output: past the first writeback point (32 MiB)
     _, _, expected = many_small_tasks(src, 9000)
+    if not hasattr(os, "posix_fadvise"):  # macOS, or --hide-linux-calls: the fallback
+        assert qcow2.convert(src, tmp_path / "c.raw", sync=True).read_bytes() == expected
+        return
     real = os.posix_fadvise
     advised: List[int] = []
 

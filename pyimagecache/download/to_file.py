@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from .. import cachefiles
-from .._atomic import fsync_dir
+from .._atomic import fsync_dir, sync_fd
 from .._lock import FileLock
 from .._progress import ProgressCallback
 from .._space import check_free_space
@@ -169,7 +169,7 @@ def _download(
             headers=headers,
         )
         try:
-            os.fsync(fd)
+            sync_fd(fd)
         except OSError as exc:
             raise _os_error("cannot flush", part, exc, url) from exc
         actual = hashes.hexdigests()
