@@ -40,7 +40,7 @@ from .errors import (
 )
 from .hashing import Expected, file_digests
 from .settings import Settings
-from .sidecar import read_sidecar, write_sidecar
+from .sidecar import changed_since_published, read_sidecar, write_sidecar
 from .sourcefile import GrowingFile
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -63,6 +63,7 @@ class Request:
     info: Optional[ImageInfo] = None  # the catalog entry, for an alias
     fallback_from: Optional[str] = None  # the pinned snapshot this one stands in for
     oci: Any = None  # for an oci:// reference: what the registry resolved it to (Resolved)
+    oci_digest: Optional[str] = None  # the digest an oci:// reference resolved to (its name)
 
     @property
     def label(self) -> str:
@@ -135,6 +136,7 @@ def _resolve_oci(text: str, arch: Optional[str], settings: Settings) -> Request:
         names=oci_names(reference.repository, digest, key),
         arch=key,
         oci=resolved if resolved is not None else reference,
+        oci_digest=digest,
     )
 
 
@@ -343,27 +345,68 @@ def examine(request: Request, raw: Path) -> Entry:
     return Entry(raw, hit=True)
 
 
-def changed_since_published(st: os.stat_result, record: Dict[str, Any]) -> str:
-    """What differs between a raw's stat and the size and modification time its sidecar
-    recorded when it was published ("" for nothing, or an entry recorded by a pyimagecache
-    that did not record them: ``cache verify`` reports those)."""
-    if not record:
-        return "it has no sidecar record"
-    size, mtime = record.get("size"), record.get("mtime_ns")
-    if not isinstance(size, int) or not isinstance(mtime, int):
-        return ""
-    changes = []
-    if st.st_size != size:
-        changes.append(f"size {size} -> {st.st_size} bytes")
-    if st.st_mtime_ns != mtime:
-        changes.append(f"modified at {_when(st.st_mtime_ns)}, published at {_when(mtime)}")
-    return ", ".join(changes)
+def request_for_entry(raw: Path, record: Dict[str, Any]) -> Request:
+    """The request that built the cached ``raw``, from its sidecar: its URL (or registry
+    reference by digest), the digests it was verified against (the bytes it was made from, so
+    a rebuild restores exactly them or fails), its alias, snapshot and arch."""
+    url = record.get("url")
+    if not isinstance(url, str) or not url:
+        raise ChangedEntryError(
+            f"{raw}: its sidecar names no source; remove it and run `pyimagecache ensure` again",
+            entry=str(raw),
+        )
+    expected = Expected.parse(record.get("sha256"), record.get("sha512"))
+    alias, snapshot, arch = (record.get(k) for k in ("alias", "snapshot", "arch"))
+    oci_digest = record.get("oci_digest")
+    if is_oci(url):
+        from .cachefiles import oci_names
+        from .oci import parse_reference
+
+        if not isinstance(oci_digest, str) or not isinstance(arch, str):
+            raise ChangedEntryError(
+                f"{raw}: its sidecar does not say which digest {url} resolved to; remove it "
+                "and run `pyimagecache ensure` again",
+                entry=str(raw),
+            )
+        reference = parse_reference(url)
+        by_digest = parse_reference(
+            f"oci://{reference.registry}/{reference.repository}@{oci_digest}"
+        )
+        names = oci_names(reference.repository, oci_digest, arch)
+        request = Request(
+            url=url, expected=expected, names=names, arch=arch, oci=by_digest, oci_digest=oci_digest
+        )
+    elif isinstance(alias, str) and isinstance(snapshot, str) and isinstance(arch, str):
+        names = alias_names(alias, snapshot, arch, url)
+        request = Request(
+            url=url,
+            expected=expected,
+            names=names,
+            alias=alias,
+            snapshot=snapshot,
+            arch=arch,
+            fallback_from=record.get("fallback_from"),
+        )
+    else:
+        request = Request(url=url, expected=expected, names=url_names(url), arch=arch)
+    if request.names.raw != raw.name:
+        raise ChangedEntryError(
+            f"{raw}: its sidecar describes another entry ({request.names.raw}); remove it and run "
+            "`pyimagecache ensure` again",
+            entry=str(raw),
+        )
+    return request
 
 
-def _when(ns: int) -> str:
-    import time
-
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
+def rebuild_entry(
+    raw: Path, settings: Any, progress_for: Any = None, *, reason: str = "it changed"
+) -> Path:
+    """Build the cached ``raw`` again from its kept source or the network, verified against
+    the digests it was first verified against (``cache verify --repair``)."""
+    request = request_for_entry(raw, read_sidecar(raw))
+    base = settings if isinstance(settings, Settings) else Settings.from_environment()
+    phases: PhaseProgress = progress_for if progress_for is not None else (lambda phase: None)
+    return build_entry(request, raw.parent, phases, base, force=reason).path
 
 
 def offline_origin(settings: Settings) -> str:
@@ -508,14 +551,18 @@ def build_entry(
     settings: Settings,
     *,
     keep_source: bool = False,
+    force: str = "",
 ) -> Ensured:
-    """:func:`build`, saying whether another process finished the entry while we waited."""
+    """:func:`build`, saying whether another process finished the entry while we waited.
+    ``force`` (why: ``cache verify`` found its content changed) rebuilds even a hit."""
     names = request.names
     directory.mkdir(parents=True, exist_ok=True)
     raw = directory / names.raw
     source = directory / names.source
     with FileLock(directory / names.lock):
         entry = examine(request, raw)
+        if force and not entry.missing:
+            entry = entry._replace(hit=False, change=force)
         if entry.hit:
             return Ensured(raw, True)  # another process or thread finished it while we waited
         if entry.change:
@@ -534,9 +581,10 @@ def build_entry(
         wanted = tuple(dict.fromkeys((*request.expected.algorithms, "sha256")))
         digests = _reuse_source(request, source, wanted)
         scratch: Optional[Path] = None
+        content = ""
         fmt = ""
         if digests is None:
-            digests, scratch, fmt = _download_converting(
+            digests, scratch, fmt, content = _download_converting(
                 request, source, raw, settings, progress_for, wanted, again=rebuild
             )
         what = f"{request.label} ({source.name})"
@@ -547,12 +595,12 @@ def build_entry(
                 formats.check_self_contained(fmt, head, what)
             _check_disk(request, source, fmt)
             if scratch is None:
-                scratch = _convert(request, source, raw, fmt, progress_for("convert"))
+                scratch, content = _convert(request, source, raw, fmt, progress_for("convert"))
         except (MissingExtraError, ImageFormatError, ConversionError, OSError) as exc:
             if scratch is not None and scratch != source:
                 _remove(scratch)
             raise _conversion_failed(request, source, raw, fmt, exc) from exc
-        _publish(request, scratch, raw, digests, fmt)
+        _publish(request, scratch, raw, digests, fmt, content)
         if fmt != formats.RAW and not keep_source:
             _remove(source)
     return Ensured(raw, False)
@@ -592,7 +640,14 @@ def _check_disk(request: Request, path: Path, fmt: str, name: Optional[str] = No
         raise NotADiskError(f"{request.label}: {name} {why}", looks_like=looks)
 
 
-def _publish(request: Request, scratch: Path, raw: Path, digests: Dict[str, str], fmt: str) -> None:
+def _publish(
+    request: Request,
+    scratch: Path,
+    raw: Path,
+    digests: Dict[str, str],
+    fmt: str,
+    content: str,
+) -> None:
     """Record the converted disk in its sidecar, then publish it read-only (a VMM opening it
     read-write fails loudly instead of changing it). The sidecar goes first: a raw in the
     cache always has its record, and a record without its raw is only a miss."""
@@ -612,6 +667,8 @@ def _publish(request: Request, scratch: Path, raw: Path, digests: Dict[str, str]
             "source_format": fmt,
             "size": st.st_size,
             "mtime_ns": st.st_mtime_ns,
+            "content": content,
+            "oci_digest": request.oci_digest,
             "fallback_from": request.fallback_from,
         },
     )
@@ -672,7 +729,7 @@ def _download_converting(
     wanted: Sequence[str],
     *,
     again: bool = False,
-) -> Tuple[Dict[str, str], Optional[Path], str]:
+) -> Tuple[Dict[str, str], Optional[Path], str, str]:
     """Download the source from the first place that has the pinned bytes: the mirrors in
     order, then upstream (unless offline). A mirror that fails or serves other bytes gets a
     warning naming it, and its bytes never reach the cache (the digest decides). An
@@ -808,18 +865,19 @@ def _download_from(
     raw: Path,
     progress_for: PhaseProgress,
     again: bool = False,
-) -> Tuple[Dict[str, str], Optional[Path], str]:
+) -> Tuple[Dict[str, str], Optional[Path], str, str]:
     """Run the download ``overlap`` (from ``where``: upstream, a mirror, a registry),
     converting the source as it arrives where that can work (see
     :mod:`pyimagecache.overlap`). Returns the verified digests, the converted scratch file
-    (None: convert after the download) and the format."""
+    (None: convert after the download), the format and the converted disk's content digest
+    ("" without a scratch file)."""
     from .cachefiles import temp_sibling
     from .overlap import SourceChanged
 
     _say_download(request, where, source, again)
     scratch: Optional[Path] = None
     failure: Optional[BaseException] = None
-    fmt = ""
+    fmt = content = ""
     try:
         growing = overlap.start()
         if growing is not None:
@@ -833,7 +891,8 @@ def _download_from(
             if fmt in formats.DISK_FORMATS or fmt in formats.CONTAINERS:
                 target = scratch = temp_sibling(raw)
                 try:
-                    if not _convert_growing(request, growing, fmt, target, raw, progress_for):
+                    content = _convert_growing(request, growing, fmt, target, raw, progress_for)
+                    if not content:
                         scratch = None
                 except SourceChanged:
                     _remove(target)
@@ -851,7 +910,7 @@ def _download_from(
         overlap.close()
     if failure is not None:
         raise _conversion_failed(request, source, raw, fmt, failure) from failure
-    return digests, scratch, fmt
+    return digests, scratch, fmt, content if scratch is not None else ""
 
 
 def _say_download(request: Request, where: str, source: Path, again: bool) -> None:
@@ -877,9 +936,10 @@ def _convert_growing(
     scratch: Path,
     raw: Path,
     progress_for: PhaseProgress,
-) -> bool:
-    """Convert the download still arriving into ``scratch``; False when it is not worth it
-    (then nothing was written)."""
+) -> str:
+    """Convert the download still arriving into ``scratch``, returning its content digest;
+    "" when it is not worth it (then nothing was written)."""
+    from .contentdigest import ContentDigest
     from .converter import ConvertOptions, convert_image
     from .opener import open_image
     from .overlap import worth_overlapping
@@ -889,47 +949,55 @@ def _convert_growing(
         img = open_image(growing, fmt, self_contained=True)
         try:
             if not worth_overlapping(growing, fmt, raw, img.virtual_size):
-                return False
-            options = ConvertOptions(sync=True, measure=False, progress=progress)
+                return ""
+            digest = ContentDigest()
+            options = ConvertOptions(sync=True, measure=False, progress=progress, digest=digest)
             convert_image(img, scratch, options)
         finally:
             img.close()
-        return True
+        return digest.finish()
     if not worth_overlapping(growing, fmt, raw):
-        return False
-    _unpack_into(request, growing, scratch, raw, progress)
-    return True
+        return ""
+    return _unpack_into(request, growing, scratch, raw, progress)
 
 
 def _convert(
     request: Request, source: Path, raw: Path, fmt: str, progress: Optional[ProgressCallback]
-) -> Path:
+) -> Tuple[Path, str]:
     """The disk converted from the verified ``source`` into a scratch sibling of ``raw``
-    (written durably), or ``source`` itself when it is raw already."""
+    (written durably), or ``source`` itself when it is raw already; and its content digest."""
     if fmt == formats.RAW:
-        return source  # the verified download itself is the disk
+        from .contentdigest import file_content_digest
+
+        # The verified download itself is the disk. Its digest takes one more read (from the
+        # page cache, just written): raw downloads are rare, and not hashed region by region
+        # while they arrive.
+        return source, file_content_digest(source)
     from .cachefiles import temp_sibling
 
     scratch = temp_sibling(raw)
     try:
         if fmt in formats.DISK_FORMATS:
-            _convert_disk(source, scratch, progress)
+            content = _convert_disk(source, scratch, progress)
         else:
-            _unpack_into(request, source, scratch, raw, progress)
+            content = _unpack_into(request, source, scratch, raw, progress)
     except BaseException:
         _remove(scratch)
         raise
-    return scratch
+    return scratch, content
 
 
-def _convert_disk(source: Path, dst: Path, progress: Optional[ProgressCallback]) -> None:
+def _convert_disk(source: Path, dst: Path, progress: Optional[ProgressCallback]) -> str:
     """Convert a downloaded disk image, which must be self-contained (no backing file, no
-    external data file, no extents elsewhere), durably to ``dst``."""
+    external data file, no extents elsewhere), durably to ``dst``; its content digest."""
+    from .contentdigest import ContentDigest
     from .converter import ConvertOptions, convert_opened
     from .opener import open_image
 
-    options = ConvertOptions(sync=True, progress=progress)
+    digest = ContentDigest()
+    options = ConvertOptions(sync=True, progress=progress, digest=digest)
     convert_opened(lambda path: open_image(path, self_contained=True), source, dst, options)
+    return digest.finish()
 
 
 def _unpack_into(
@@ -938,24 +1006,26 @@ def _unpack_into(
     dst: Path,
     raw: Path,
     progress: Optional[ProgressCallback],
-) -> None:
+) -> str:
     """Unpack the container ``source`` into a scratch sibling of ``raw``, then convert the disk
-    inside to ``dst`` (durably), or move it there when it is raw already. The unpacker
-    refuses a payload it cannot hand on (another container, an unconverted format); a raw
-    payload that is evidently no disk is refused here."""
+    inside to ``dst`` (durably), or move it there when it is raw already; its content digest.
+    The unpacker refuses a payload it cannot hand on (another container, an unconverted
+    format); a raw payload that is evidently no disk is refused here."""
     from .cachefiles import temp_sibling
+    from .contentdigest import ContentDigest
     from .unpack import unpack
 
     inner = temp_sibling(raw)
+    digest = ContentDigest()
     try:
-        payload = unpack(source, inner, progress=progress)
+        payload = unpack(source, inner, progress=progress, digest=digest)
         name = url_basename(request.url)
         inside = formats.claimed(name)[1]
         _check_disk(request, inner, payload, inside if inside != name else "")
         if payload in formats.DISK_FORMATS:
-            _convert_disk(inner, dst, progress)
-        else:
-            os.replace(inner, dst)
+            return _convert_disk(inner, dst, progress)
+        os.replace(inner, dst)
+        return digest.finish()
     finally:
         _remove(inner)
 

@@ -1,12 +1,16 @@
 """The sidecar ``<raw>.json`` beside each cached disk: where it came from and how it was checked.
 
-``ensure`` writes it, durably, right after publishing the disk; ``cache list`` and ``prune`` read
-it. A missing or unreadable sidecar reads as empty: the disk itself is still complete.
+``ensure`` writes it, durably, right before publishing the disk (so a cached disk always has
+its record): where it came from, which digests it was verified against, and what was
+published (size, modification time, content digest), which a hit and ``cache verify`` check
+the disk against. ``cache list`` and ``prune`` read it. A missing or unreadable sidecar reads
+as empty.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, Mapping
@@ -26,6 +30,8 @@ FIELDS = (
     "source_format",
     "size",
     "mtime_ns",
+    "content",
+    "oci_digest",
     "created",
     "fallback_from",
 )
@@ -45,8 +51,30 @@ def read_sidecar(raw: Path) -> Dict[str, Any]:
 
 
 def write_sidecar(raw: Path, record: Mapping[str, Any]) -> None:
-    """Publish the sidecar of ``raw`` atomically and durably; ``created`` is set to now (UTC)."""
+    """Publish the sidecar of ``raw`` atomically and durably; ``created`` is set to now (UTC)
+    unless the record carries one (an existing record, updated)."""
     data = {k: record[k] for k in FIELDS if k in record and record[k] is not None}
-    data["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     with atomic_output(sidecar_path(raw)) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def changed_since_published(st: os.stat_result, record: Mapping[str, Any]) -> str:
+    """What differs between a raw's stat and the size and modification time its sidecar
+    recorded when it was published ("" for nothing, or an entry recorded by a pyimagecache
+    that did not record them: ``cache verify`` reports those)."""
+    if not record:
+        return "it has no sidecar record"
+    size, mtime = record.get("size"), record.get("mtime_ns")
+    if not isinstance(size, int) or not isinstance(mtime, int):
+        return ""
+    changes = []
+    if st.st_size != size:
+        changes.append(f"size {size} -> {st.st_size} bytes")
+    if st.st_mtime_ns != mtime:
+        changes.append(f"modified at {_when(st.st_mtime_ns)}, published at {_when(mtime)}")
+    return ", ".join(changes)
+
+
+def _when(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
