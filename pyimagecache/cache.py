@@ -313,18 +313,22 @@ class Entry(NamedTuple):
     refetch: bool = False
 
 
-def examine(request: Request, raw: Path) -> Entry:
+def examine(request: Request, raw: Path, *, heal: bool = False) -> Entry:
     """Whether ``raw`` may be handed out for ``request``: one stat and the sidecar, no
     hashing. A raw whose size or modification time differ from its record changed after it
     was published (a VM booted on it, an editor); a digest given now that disagrees with the
     one the entry was verified against is a :class:`DigestConflictError` (a typo: the entry is
-    left as it is); one it was not verified against means fetching again."""
+    left as it is); one it was not verified against means fetching again. With ``heal`` (under
+    the entry's lock), a raw whose modification time alone changed is read once: content as
+    published, the record takes the new time (a cache copied without its times), a hit."""
     try:
         st = os.stat(raw)
     except FileNotFoundError:
         return Entry(raw, hit=False, missing=True)
     record = read_sidecar(raw)
     change = changed_since_published(st, record)
+    if change and heal and _content_as_published(raw, st, record):
+        change = ""
     if change:
         return Entry(raw, hit=False, change=change)
     for algorithm, given in request.given.items():
@@ -343,6 +347,22 @@ def examine(request: Request, raw: Path) -> Entry:
             recorded=str(recorded),
         )
     return Entry(raw, hit=True)
+
+
+def _content_as_published(raw: Path, st: os.stat_result, record: Dict[str, Any]) -> bool:
+    """Whether ``raw``, whose size is as published but not its modification time, still holds
+    the content its record names; if so, record the new time."""
+    content = record.get("content")
+    if st.st_size != record.get("size") or not isinstance(content, str):
+        return False
+    from .contentdigest import file_content_digest
+    from .verify import record_mtime
+
+    if file_content_digest(raw) != content:
+        return False
+    record_mtime(raw)
+    _log("%s: modified at another time than published, but its content is as published", raw)
+    return True
 
 
 def request_for_entry(raw: Path, record: Dict[str, Any]) -> Request:
@@ -560,7 +580,7 @@ def build_entry(
     raw = directory / names.raw
     source = directory / names.source
     with FileLock(directory / names.lock):
-        entry = examine(request, raw)
+        entry = examine(request, raw, heal=True)
         if force and not entry.missing:
             entry = entry._replace(hit=False, change=force)
         if entry.hit:

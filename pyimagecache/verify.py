@@ -48,7 +48,7 @@ def verify_entry(raw: Path) -> Finding:
     """Re-read ``raw`` and compare it with its record, under the entry's lock (not waiting:
     an entry being built is reported ``busy``).
 
-    >>> verify_entry(Path("/var/cache/pyimagecache/debian-12-20260712-2537-amd64.raw"))  # doctest: +SKIP
+    >>> verify_entry(Path("debian-12-20260712-2537-amd64.raw"))  # doctest: +SKIP
     Finding(raw=PosixPath('...'), state='ok', detail='')
     """
     lock = FileLock(raw.with_name(raw.name + LOCK))
