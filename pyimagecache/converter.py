@@ -29,7 +29,7 @@ from ._progress import ProgressCallback, Throttle
 from ._space import check_free_space
 from ._sparse import WritebackPacer, thread_buffer, write_sparse
 from .diskimage import COMPRESSED, DATA, UNALLOCATED, DiskImage, Extent
-from .errors import ConversionError, OutputError
+from .errors import ConversionError, InvalidArgumentError, OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -81,7 +81,7 @@ class ConvertOptions:
         progress: Optional[ProgressCallback] = None,
     ) -> None:
         if workers is not None and (not isinstance(workers, int) or workers < 1):
-            raise ValueError(f"workers must be at least 1, not {workers!r}")
+            raise InvalidArgumentError(f"workers must be at least 1, not {workers!r}")
         self.workers = workers
         self.sync = bool(sync)
         self.measure = bool(measure)
