@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from . import formats
-from ._lock import FileLock
+from ._lock import FileLock, OnWait
 from ._log import info as _log
 from ._log import warning as _warn
 from ._progress import ProgressCallback
@@ -219,8 +219,10 @@ def ensure_phased(
     keep_source: bool = False,
     settings: Optional[Settings] = None,
     overrides: Optional[dict[str, Any]] = None,
+    on_wait: Optional[OnWait] = None,
 ) -> Path:
-    """ensure() with one progress callback per phase ("download", "convert"), for the CLI."""
+    """ensure() with one progress callback per phase ("download", "convert"), for the CLI;
+    ``on_wait(pid)`` is called once if another process holds the entry's lock."""
     directory = resolve_cache_dir(cache_dir)
     if is_oci(url_or_alias):
         settings = _settings(settings, overrides)  # a tag is resolved at the registry first
@@ -228,7 +230,9 @@ def ensure_phased(
         raw = directory / request.names.raw
         if raw.exists():
             return raw
-        return build(request, directory, progress_for, settings, keep_source=keep_source)
+        return build(
+            request, directory, progress_for, settings, keep_source=keep_source, on_wait=on_wait
+        )
     request = resolve(url_or_alias, arch=arch, sha256=sha256, sha512=sha512, catalog=catalog)
     raw = directory / request.names.raw
     if raw.exists() and _still_valid(request, raw):
@@ -239,7 +243,9 @@ def ensure_phased(
             return stand_in
     settings = _settings(settings, overrides)
     try:
-        return build(request, directory, progress_for, settings, keep_source=keep_source)
+        return build(
+            request, directory, progress_for, settings, keep_source=keep_source, on_wait=on_wait
+        )
     except DownloadError as exc:
         if request.alias is None or exc.status not in AGED_OUT or exc.url != request.url:
             raise
@@ -376,13 +382,14 @@ def build(
     settings: Settings,
     *,
     keep_source: bool = False,
+    on_wait: Optional[OnWait] = None,
 ) -> Path:
     """The slow path of ensure(): under the entry's lock, fetch, convert, publish, record."""
     names = request.names
     directory.mkdir(parents=True, exist_ok=True)
     raw = directory / names.raw
     source = directory / names.source
-    with FileLock(directory / names.lock):
+    with FileLock(directory / names.lock, on_wait=on_wait):
         if raw.exists():
             if _still_valid(request, raw):
                 return raw  # another process or thread finished it while we waited

@@ -180,7 +180,7 @@ def test_cache_list(
 ) -> None:
     code, out, _ = run(capsys, "cache", "list", "--json")
     assert code == 0
-    rows = {Path(r["path"]).name: r for r in json.loads(out)}
+    rows = {Path(r["path"]).name: r for r in json.loads(out)["entries"]}
     assert set(rows) == {
         p.name for k, p in populated.items() if k in ("pinned", "old", "gone", "url")
     }
@@ -193,9 +193,9 @@ def test_cache_list(
         assert r["apparent_size"] == MiB and 0 < r["allocated_size"] <= MiB
     code, out, _ = run(capsys, "cache", "list")
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "APPARENT", "ALLOCATED", "SNAPSHOT", "PINNED"]
+    assert lines[0].split() == ["NAME", "KIND", "APPARENT", "ALLOCATED", "SNAPSHOT", "STATUS"]
     assert any(
-        line.startswith("deb-20260101-1-amd64.raw") and line.endswith("no") for line in lines
+        line.startswith("deb-20260101-1-amd64.raw") and line.endswith("unpinned") for line in lines
     )
 
 
@@ -236,7 +236,9 @@ def test_cache_commands_on_missing_dir(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYIMAGECACHE_CACHE_DIR", str(tmp_path / "none"))
-    assert run(capsys, "cache", "list", "--json")[:2] == (0, "[]\n")
+    code, out, _ = run(capsys, "cache", "list", "--json")
+    assert code == 0 and json.loads(out)["entries"] == []
+    assert json.loads(out)["totals"]["allocated_size"] == 0
     assert run(capsys, "cache", "prune")[0] == 0
     assert not (tmp_path / "none").exists()
 
