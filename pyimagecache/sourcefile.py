@@ -108,6 +108,26 @@ class SourceFile:
         return f"<{type(self).__name__} {str(self.path)!r} {self.size} bytes>"
 
 
+class UnpackedSource(SourceFile):
+    """The disk unpacked from a container, read through ``fd`` (an unlinked temporary file,
+    gone once closed) but named after the ``container`` file it came from, whose format and
+    allocated bytes it remembers for ``info``."""
+
+    def __init__(self, container: SourceFile, fd: int) -> None:
+        try:
+            st = os.fstat(container.fd)
+            size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            raise
+        super().__init__(container.path, fd, size)
+        head = container.pread(512, 0)
+        from . import formats
+
+        self.container = formats.detect(head)
+        self.container_allocated = getattr(st, "st_blocks", 0) * 512
+
+
 def as_source(src: Union[PathLike, SourceFile]) -> SourceFile:
     """``src`` itself when it is a :class:`SourceFile`, else the file at that path, opened."""
     return src if isinstance(src, SourceFile) else SourceFile.open(src)
