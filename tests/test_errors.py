@@ -168,7 +168,9 @@ def test_two_stages_draw_two_lines_on_a_terminal() -> None:
     text = out.getvalue()
     # Each redraw goes back to the first line (cursor up) and rewrites both stages.
     assert (
-        text.count("\x1b[1A") == 1 and "download debian-12" in text and "convert debian-12" in text
+        text.count("\x1b[1A") == 1
+        and "download debian-12" in text
+        and "convert  debian-12" in text  # stage names aligned
     )
     last = text.rsplit("\r", 1)[-1]
-    assert "20.0 MiB/100.0 MiB" in last and "convert debian-12  1.0 MiB" in last
+    assert "20.0 MiB/100.0 MiB" in last and "convert  debian-12     1.0 MiB" in last

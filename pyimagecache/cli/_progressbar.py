@@ -3,10 +3,11 @@
 On a terminal: one self-rewriting line per stage with percentage, rate and ETA, counted in
 bytes of real work (data fetched, decompressed or copied; holes cost nothing and count for
 nothing). Every line fits the terminal's width, asked again at each redraw (so a resize is
-honoured at the next one): a long label is shortened in its middle, as pip and curl do, and
-the least useful fields go first (the bar, then the ETA, the rate, the byte counts) when even
-that is not enough; a line that wrapped could not be redrawn in place. Elsewhere either nothing
-(convert) or a plain log line every few seconds (downloads, where CI logs want a heartbeat).
+honoured at the next one): the bar narrows, then goes; a long label is shortened in its
+middle, as pip and curl do; the least useful fields go first (the ETA, then the rate, the
+byte counts) when even that is not enough. A line that wrapped could not be redrawn in place.
+Elsewhere either nothing (convert) or a plain log line every few seconds (downloads, where CI
+logs want a heartbeat).
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ DEFAULT_COLUMNS = 80
 MIN_LABEL = 16
 BAR_WIDTH = 24
 MIN_BAR = 10
-#: Fields dropped, in this order, when a line is still too wide with a short label.
-DROP_ORDER = ("bar", "eta", "rate", "bytes")
+#: A label is not shortened below this many columns to make room for a bar.
+LABEL_BESIDE_BAR = 24
+#: Stage names are padded to this width, so that their lines align.
+STAGE_WIDTH = len("download")
+#: Fields dropped, in this order, when a line is still too wide with a short label (the bar
+#: goes before any of them: it only takes what room is left).
+DROP_ORDER = ("eta", "rate", "bytes")
 
 
 def _duration(seconds: float) -> str:
@@ -95,31 +101,56 @@ def _ellipsis_for(stream: TextIO) -> str:
     return "…"
 
 
-def fit(label: str, fields: Dict[str, str], width: int, ellipsis: str = "…") -> str:
-    """One line of at most ``width`` columns: ``label`` then ``fields`` (name -> text, in
-    order), two spaces apart. The label shrinks (in its middle) down to MIN_LABEL columns;
-    below that, fields go first, in :data:`DROP_ORDER`; then the label shrinks further.
+def bar(frac: float, width: int) -> str:
+    """A bar of ``width`` cells, brackets included, filled to ``frac``.
 
-    >>> fields = {"bar": "[####]", "pct": "50.0%", "rate": "1.0 MiB/s"}
-    >>> fit("debian-12", fields, 40)
-    'debian-12  [####]  50.0%  1.0 MiB/s'
-    >>> fit("debian-12", fields, 30)
-    'debian-12  50.0%  1.0 MiB/s'
-    >>> fit("ubuntu-24.04-server-cloudimg-amd64.img", fields, 44)
-    'ubuntu-24…md64.img  [####]  50.0%  1.0 MiB/s'
-    >>> fit("ubuntu-24.04-server-cloudimg-amd64.img", fields, 12)
-    'ub…mg  50.0%'
+    >>> bar(0.5, 12)
+    '[#####.....]'
+    """
+    inner = width - 2
+    filled = int(min(max(frac, 0.0), 1.0) * inner)
+    return f"[{'#' * filled}{'.' * (inner - filled)}]"
+
+
+def fit(
+    label: str,
+    fields: Dict[str, str],
+    width: int,
+    ellipsis: str = "…",
+    frac: Optional[float] = None,
+) -> str:
+    """One line of at most ``width`` columns: ``label``, a bar filled to ``frac`` (if given),
+    then ``fields`` (name -> text, in order), two spaces apart. Fields go, in
+    :data:`DROP_ORDER`, while the label would be narrower than MIN_LABEL; the bar takes what
+    room is left, up to BAR_WIDTH (shortening the label, but not below LABEL_BESIDE_BAR), or
+    is left out; then the label is shortened in its middle to fit.
+
+    >>> fields = {"pct": "50.0%", "rate": "1.0 MiB/s"}
+    >>> fit("debian-12", fields, 60, frac=0.5)
+    'debian-12  [###########...........]  50.0%  1.0 MiB/s'
+    >>> fit("debian-12", fields, 40, frac=0.5)
+    'debian-12  [####.....]  50.0%  1.0 MiB/s'
+    >>> fit("ubuntu-24.04-server-cloudimg-amd64.img", fields, 44, frac=0.5)
+    'ubuntu-24.04-…mg-amd64.img  50.0%  1.0 MiB/s'
+    >>> fit("ubuntu-24.04-server-cloudimg-amd64.img", fields, 30, frac=0.5)
+    'ubuntu-24.0…g-amd64.img  50.0%'
     """
     kept = dict(fields)
     drops = [name for name in DROP_ORDER if name in kept]
     while True:
         rest = "".join("  " + text for text in kept.values())
         room = width - cells(rest)
-        if cells(label) <= room:
-            return label + rest
-        if room >= MIN_LABEL or not drops:
+        if room >= MIN_LABEL or cells(label) <= room or not drops:
             break
         del kept[drops.pop(0)]
+    shown = cells(label)
+    if frac is not None:
+        spare = room - shown - 2  # two spaces before the bar
+        if spare >= MIN_BAR:
+            return label + "  " + bar(frac, min(BAR_WIDTH, spare)) + rest
+        if room - MIN_BAR - 2 >= LABEL_BESIDE_BAR:
+            short = shorten(label, room - MIN_BAR - 2, ellipsis)
+            return short + "  " + bar(frac, MIN_BAR) + rest
     return _cut(shorten(label, max(room, 1), ellipsis) + rest, width)
 
 
@@ -130,11 +161,13 @@ class ProgressBar:
         self,
         label: str,
         *,
+        prefix: str = "",
         stream: Optional[TextIO] = None,
         log_when_not_tty: bool = False,
         log_interval: float = 5.0,
     ) -> None:
         self.label = label
+        self.prefix = prefix  # shown whole before the label (a stage's name)
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.log = log_when_not_tty and not self.tty
@@ -152,28 +185,32 @@ class ProgressBar:
         self._last_done = done
         elapsed = max(time.monotonic() - self.start, 1e-6)
         rate = done / elapsed
+        # Padded to their widest, so that a line keeps its layout from one redraw to the next.
         out: Dict[str, str] = {}
         if total:
             frac = min(done / total, 1.0)
-            fill = int(frac * BAR_WIDTH)
-            out["bar"] = f"[{'#' * fill}{'.' * (BAR_WIDTH - fill)}]"
             out["pct"] = f"{frac * 100:5.1f}%"
-            out["bytes"] = f"{human_bytes(done)}/{human_bytes(total)}"
+            out["bytes"] = f"{human_bytes(done):>10}/{human_bytes(total)}"
         else:
-            out["bytes"] = human_bytes(done)
-        out["rate"] = f"{human_bytes(rate)}/s"
-        if total and rate > 0 and done < total:
-            out["eta"] = f"ETA {_duration((total - done) / rate)}"
+            out["bytes"] = f"{human_bytes(done):>10}"
+        out["rate"] = f"{human_bytes(rate):>10}/s"
+        if total:
+            if done >= total:
+                eta = "0:00"
+            else:
+                eta = _duration((total - done) / rate) if rate > 0 else "-:--"
+            out["eta"] = f"ETA {eta:>8}"
         return out
 
     def line(self, done: int, total: Optional[int], width: Optional[int] = None) -> str:
         """The line for ``done`` of ``total``; fitted to ``width`` columns when given."""
         fields = self.fields(done, total)
+        frac = min(done / total, 1.0) if total else None
         if width is None:
-            return "  ".join((self.label, *fields.values()))
-        if "bar" in fields and width < 60:
-            fields["bar"] = _narrow_bar(fields["bar"], width)
-        return fit(self.label, fields, width, self.ellipsis)
+            shown = [self.label, *([bar(frac, BAR_WIDTH)] if frac is not None else [])]
+            return self.prefix + "  ".join((*shown, *fields.values()))
+        room = max(width - cells(self.prefix), MIN_LABEL)  # narrower still: cut at the end
+        return _cut(self.prefix + fit(self.label, fields, room, self.ellipsis, frac), width)
 
     def __call__(self, done: int, total: Optional[int]) -> None:
         if self.tty:
@@ -194,13 +231,6 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
-
-
-def _narrow_bar(bar: str, width: int) -> str:
-    """The bar at MIN_BAR..BAR_WIDTH cells, narrower on a narrow terminal."""
-    inner = max(MIN_BAR, min(BAR_WIDTH, width // 5))
-    filled = bar.count("#") * inner // BAR_WIDTH
-    return f"[{'#' * filled}{'.' * (inner - filled)}]"
 
 
 class StageBars:
@@ -226,7 +256,10 @@ class StageBars:
             bar = self._bars.get(name)
             if bar is None:
                 bar = self._bars[name] = ProgressBar(
-                    f"{name} {self.label}", stream=self.stream, log_when_not_tty=True
+                    self.label,
+                    prefix=f"{name:<{STAGE_WIDTH}} ",  # stages aligned, never shortened
+                    stream=self.stream,
+                    log_when_not_tty=True,
                 )
 
         def report(done: int, total: Optional[int]) -> None:

@@ -136,7 +136,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
         if not bars:
             from ._progressbar import StageBars
 
-            bars.append(StageBars(args.image))  # download and convert run at once: a line each
+            bars.append(StageBars(_label(args.image)))  # download and convert: a line each
         stage: Callable[[int, Optional[int]], None] = bars[0].stage(phase)
         return stage
 
@@ -171,6 +171,14 @@ def cmd_ensure(args: argparse.Namespace) -> int:
             bar.close()
     print(path)
     return 0
+
+
+def _label(image: str) -> str:
+    """What progress lines call an image: an alias or reference as given, a URL by its file
+    name (as curl and pip do; the whole URL is in the log line above)."""
+    from ..cachefiles import is_url, url_basename
+
+    return (url_basename(image) or image) if is_url(image) else image
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
