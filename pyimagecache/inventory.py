@@ -281,7 +281,11 @@ def prune(
                 result.removed.append(path)
             continue
         lock = FileLock(path)
-        if lock.try_acquire(create=False):
+        try:
+            taken = lock.try_acquire(create=False)
+        except OSError:  # another user's lock file, which we may not open for writing
+            continue
+        if taken:
             lock.release()  # removes it
             result.removed.append(path)
     return result
