@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import formats
-from ._lock import FileLock
+from ._lock import FileLock, OnWait
 from ._log import info as _log
 from ._log import warning as _warn
 from ._progress import ProgressCallback
@@ -242,6 +242,7 @@ def ensure_phased(
     keep_source: bool = False,
     settings: Optional[Settings] = None,
     overrides: Optional[dict[str, Any]] = None,
+    on_wait: Optional[OnWait] = None,
 ) -> Path:
     """ensure() with one progress callback per phase ("download", "convert"), for the CLI."""
     return ensure_entry(
@@ -255,6 +256,7 @@ def ensure_phased(
         keep_source=keep_source,
         settings=settings,
         overrides=overrides,
+        on_wait=on_wait,
     ).path
 
 
@@ -270,8 +272,10 @@ def ensure_entry(
     keep_source: bool = False,
     settings: Optional[Settings] = None,
     overrides: Optional[dict[str, Any]] = None,
+    on_wait: Optional[OnWait] = None,
 ) -> Ensured:
-    """:func:`ensure_phased`, saying also whether the entry was a hit."""
+    """:func:`ensure_phased`, saying also whether the entry was a hit; ``on_wait(pid)`` is
+    called once if another process holds the entry's lock."""
     directory = resolve_cache_dir(cache_dir)
     if is_oci(url_or_alias):
         settings = _settings(settings, overrides)  # a tag is resolved at the registry first
@@ -290,7 +294,9 @@ def ensure_entry(
         settings = _settings(settings, overrides)
     assert settings is not None
     try:
-        return build_entry(request, directory, progress_for, settings, keep_source=keep_source)
+        return build_entry(
+            request, directory, progress_for, settings, keep_source=keep_source, on_wait=on_wait
+        )
     except DownloadError as exc:
         if request.alias is None or exc.status not in AGED_OUT or exc.url != request.url:
             raise
@@ -559,9 +565,12 @@ def build(
     settings: Settings,
     *,
     keep_source: bool = False,
+    on_wait: Optional[OnWait] = None,
 ) -> Path:
     """The slow path of ensure(): under the entry's lock, fetch, convert, publish, record."""
-    return build_entry(request, directory, progress_for, settings, keep_source=keep_source).path
+    return build_entry(
+        request, directory, progress_for, settings, keep_source=keep_source, on_wait=on_wait
+    ).path
 
 
 def build_entry(
@@ -572,6 +581,7 @@ def build_entry(
     *,
     keep_source: bool = False,
     force: str = "",
+    on_wait: Optional[OnWait] = None,
 ) -> Ensured:
     """:func:`build`, saying whether another process finished the entry while we waited.
     ``force`` (why: ``cache verify`` found its content changed) rebuilds even a hit."""
@@ -579,7 +589,7 @@ def build_entry(
     directory.mkdir(parents=True, exist_ok=True)
     raw = directory / names.raw
     source = directory / names.source
-    with FileLock(directory / names.lock):
+    with FileLock(directory / names.lock, on_wait=on_wait):
         entry = examine(request, raw, heal=True)
         if force and not entry.missing:
             entry = entry._replace(hit=False, change=force)

@@ -29,7 +29,7 @@ from ._progress import ProgressCallback, Throttle
 from ._space import check_free_space
 from ._sparse import WritebackPacer, thread_buffer, write_sparse
 from .diskimage import COMPRESSED, DATA, UNALLOCATED, DiskImage, Extent
-from .errors import ConversionError, OutputError
+from .errors import ConversionError, InvalidArgumentError, OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -81,7 +81,7 @@ class ConvertOptions:
         progress: Optional[ProgressCallback] = None,
     ) -> None:
         if workers is not None and (not isinstance(workers, int) or workers < 1):
-            raise ValueError(f"workers must be at least 1, not {workers!r}")
+            raise InvalidArgumentError(f"workers must be at least 1, not {workers!r}")
         self.workers = workers
         self.sync = bool(sync)
         self.measure = bool(measure)
@@ -96,8 +96,9 @@ def convert(
     progress: Optional[ProgressCallback] = None,
     sync: bool = False,
 ) -> Path:
-    """Convert the disk image ``src`` (any supported format, found by its magic bytes) to a
-    sparse raw disk at ``dst``; return ``dst``.
+    """Convert the disk image ``src`` (any supported format, found by its magic bytes; also
+    inside an OVA, a Vagrant box or an xz/gzip/zstd/bzip2/tar wrapper, unpacked first into a
+    temporary file beside ``dst``) to a sparse raw disk at ``dst``; return ``dst``.
 
     The output is exactly the virtual size; all-zero 4 KiB blocks are never written. It is
     written to a hidden sibling and renamed onto ``dst``, so on any error ``dst`` is
@@ -112,12 +113,20 @@ def convert(
     >>> convert(tmp / "in.raw", tmp / "out.raw").read_bytes()[:4]
     b'data'
     """
-    from .opener import open_image
+    from ._atomic import publish
+    from .opener import open_image, unwrapped
     from .outputs import check_output
 
     check_output(src, dst, OutputError)
     options = ConvertOptions(workers=workers, sync=sync, progress=progress)
-    return convert_opened(open_image, src, dst, options)
+    # A disk in an OVA, a box or a compressed wrapper is unpacked beside dst first.
+    with unwrapped(src, dst, progress) as (inner, payload):
+        if inner is None:
+            return convert_opened(open_image, src, dst, options)
+        if payload == "raw":  # the unpacked file is the result: no second copy
+            publish(inner, Path(dst), durable=sync)
+            return Path(dst)
+        return convert_opened(open_image, inner, dst, options)
 
 
 def convert_opened(

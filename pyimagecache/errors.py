@@ -31,10 +31,73 @@ class ImageCacheError(Exception):
 
 
 def _rebuild(cls: type, args: tuple, state: dict) -> ImageCacheError:  # type: ignore[type-arg]
-    exc: ImageCacheError = Exception.__new__(cls)
-    Exception.__init__(exc, *args)
+    # An OSError subclass must be made by OSError's own __new__ (Exception's refuses it).
+    base: Any = OSError if issubclass(cls, OSError) else Exception
+    exc: ImageCacheError = base.__new__(cls, *args)
+    base.__init__(exc, *args)
     exc.__dict__.update(state)
     return exc
+
+
+# -- what the caller gave -----------------------------------------------------------------------
+
+
+class InvalidArgumentError(ImageCacheError, ValueError):
+    """A public function or the environment gave a value pyimagecache cannot use (a negative
+    timeout, zero workers, a malformed digest or mirror); the message names the argument.
+    Also a ValueError: it is a usage error, not a failure of the network or of an image."""
+
+
+class ImageFileError(ImageCacheError, OSError):
+    """A file given to pyimagecache could not be opened or read (missing, a directory, no
+    permission, an I/O error). Also an OSError with ``errno``, ``strerror`` and ``filename``;
+    :class:`ImageFileNotFoundError` is also a FileNotFoundError and
+    :class:`ImageFilePermissionError` a PermissionError, so ``except FileNotFoundError`` keeps
+    working."""
+
+    def __init__(self, errno: int, strerror: str, filename: Optional[str] = None) -> None:
+        OSError.__init__(self, errno, strerror, filename)
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}" if self.filename else str(self.strerror)
+
+    def __reduce__(self) -> Any:
+        # OSError keeps the file name out of args: pass it back explicitly.
+        return (_rebuild, (type(self), (self.errno, self.strerror, self.filename), self.__dict__))
+
+    def with_message(self, message: str) -> ImageCacheError:
+        return _rebuild(type(self), (self.errno, message, self.filename), dict(self.__dict__))
+
+
+class ImageFileNotFoundError(ImageFileError, FileNotFoundError):
+    """The file does not exist (also a FileNotFoundError)."""
+
+
+class ImageFilePermissionError(ImageFileError, PermissionError):
+    """The file may not be read (also a PermissionError)."""
+
+
+def file_error(exc: OSError, filename: object = None) -> ImageFileError:
+    """``exc`` (from opening or reading a file) as an :class:`ImageFileError` of the matching
+    kind, naming ``filename`` (default: the one ``exc`` names).
+
+    >>> err = file_error(FileNotFoundError(2, "No such file or directory"), "disk.img")
+    >>> isinstance(err, FileNotFoundError), str(err)
+    (True, 'disk.img: No such file or directory')
+    """
+    if isinstance(exc, ImageFileError):
+        return exc
+    cls: type[ImageFileError] = ImageFileError
+    if isinstance(exc, FileNotFoundError):
+        cls = ImageFileNotFoundError
+    elif isinstance(exc, PermissionError):
+        cls = ImageFilePermissionError
+    name = exc.filename if filename is None else filename
+    return cls(
+        exc.errno or 0,
+        exc.strerror or str(exc) or type(exc).__name__,
+        None if name is None else str(name),
+    )
 
 
 # -- the source image ---------------------------------------------------------------------------
@@ -260,7 +323,7 @@ class ChecksumMismatchError(DownloadError):
         self.algorithm = algorithm
 
 
-class DigestError(ImageCacheError, ValueError):
+class DigestError(InvalidArgumentError):
     """A digest given by the caller or a catalog is malformed (wrong length, not hex, an
     unknown algorithm). Also a ValueError: it is a usage error, not a failure of the network."""
 
@@ -324,7 +387,7 @@ class RefreshError(ImageCacheError):
 # -- OCI registries -----------------------------------------------------------------------------
 
 
-class InvalidReferenceError(ImageCacheError, ValueError):
+class InvalidReferenceError(InvalidArgumentError):
     """An ``oci://`` or ``docker://`` image reference is malformed; the message says which part.
     Also a ValueError: it is a usage error, not a failure of the network."""
 

@@ -26,11 +26,19 @@ PathLike = Union[str, "Path"]
 
 
 def parse_digest(value: object, algorithm: str, *, what: str = "") -> str:
-    """``value`` as lowercase hex, after checking it is a digest of ``algorithm``; surrounding
-    white space and upper case are accepted (as people paste them), nothing else.
+    """``value`` as lowercase hex, after checking it is a digest of ``algorithm``: bare hex or
+    prefixed with the algorithm as pip, pooch and OCI write it (``sha256:<hex>``); surrounding
+    white space and upper case (of the digits and the prefix) are accepted, as people paste
+    them, nothing else. A prefix naming another algorithm is an error naming both.
 
     >>> parse_digest(" AB" + "0" * 62, "sha256")
     'ab00000000000000000000000000000000000000000000000000000000000000'
+    >>> parse_digest("sha256:" + "ab" * 32, "sha256") == "ab" * 32
+    True
+    >>> parse_digest("sha512:" + "ab" * 64, "sha256")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pyimagecache.errors.DigestError: expected a sha256 digest, got a sha512 one: 'sha512:abab...'
     """
     where = f"{what} " if what else ""
     digits = HEX_DIGITS.get(algorithm)
@@ -42,8 +50,24 @@ def parse_digest(value: object, algorithm: str, *, what: str = "") -> str:
             f"{type(value).__name__}"
         )
     text = value.strip().lower()
+    prefix, colon, rest = text.partition(":")
+    if colon:
+        shown = value.strip()
+        shown = shown if len(shown) <= 24 else shown[:20] + "..."
+        if prefix not in HEX_DIGITS:
+            raise DigestError(
+                f"{where}unknown digest algorithm {prefix!r} in {shown!r} (known: sha256, sha512)"
+            )
+        if prefix != algorithm:
+            raise DigestError(
+                f"{where}expected a {algorithm} digest, got a {prefix} one: {shown!r}"
+            )
+        text = rest
     if len(text) != digits or not _HEX.issuperset(text):
-        raise DigestError(f"{where}{algorithm} must be {digits} hexadecimal digits, got {value!r}")
+        raise DigestError(
+            f"{where}{algorithm} must be {digits} hexadecimal digits (optionally after "
+            f"'{algorithm}:'), got {value!r}"
+        )
     return text
 
 

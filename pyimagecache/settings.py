@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional, Tuple, Union
 
+from .errors import InvalidArgumentError
+
 #: ``timeout=`` as the public functions take it: seconds for both, or (connect, read).
 TimeoutArg = Union[float, Tuple[float, float], "Timeout"]
 
@@ -46,12 +48,12 @@ def _flag(name: str, env: Optional[Mapping[str, str]]) -> bool:
         return False
     if value in ("1", "yes", "true", "on"):
         return True
-    raise ValueError(f"{name}={value!r}: expected 1 or 0")
+    raise InvalidArgumentError(f"{name}={value!r}: expected 1 or 0")
 
 
 def _seconds(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
 
 
@@ -80,7 +82,9 @@ class Timeout(_TimeoutFields):
             return value
         if isinstance(value, tuple):
             if len(value) != 2:
-                raise ValueError(f"timeout must be seconds or (connect, read), got {value!r}")
+                raise InvalidArgumentError(
+                    f"timeout must be seconds or (connect, read), got {value!r}"
+                )
             return cls(value[0], value[1])
         return cls(value, value)
 
@@ -112,11 +116,11 @@ class Retry(_RetryFields):
         max_retry_after: float = 120.0,
     ) -> Retry:
         if isinstance(total, bool) or not isinstance(total, int) or total < 0:
-            raise ValueError(f"retries must be a whole number >= 0, got {total!r}")
+            raise InvalidArgumentError(f"retries must be a whole number >= 0, got {total!r}")
         base = _seconds("backoff_base", backoff_base)
         top = _seconds("backoff_max", backoff_max)
         if top < base:
-            raise ValueError(f"backoff_max {top} is smaller than backoff_base {base}")
+            raise InvalidArgumentError(f"backoff_max {top} is smaller than backoff_base {base}")
         return super().__new__(cls, total, base, top, _seconds("max_retry_after", max_retry_after))
 
     def delay(self, failures: int, retry_after: Optional[float] = None) -> float:
@@ -179,7 +183,12 @@ class Settings(_SettingsFields):
             mirrors = mirrors.split()
         from .mirrors import check_mirror  # validates the spelling of each base
 
-        checked = tuple(check_mirror(m) for m in mirrors)
+        try:
+            checked = tuple(check_mirror(m) for m in mirrors)
+        except InvalidArgumentError:
+            raise
+        except ValueError as exc:  # mirrors.py's own ValueError: one class for every bad value
+            raise InvalidArgumentError(str(exc)) from None
         if isinstance(insecure_registries, str):
             insecure_registries = insecure_registries.split()
         return super().__new__(

@@ -9,8 +9,10 @@ download fails or starts over, every waiting and later read raises :class:`Sourc
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -18,6 +20,12 @@ from typing import Any, Optional, Union
 from ._sparse import pread_into
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _file_error(exc: OSError, path: object) -> OSError:
+    from .errors import file_error
+
+    return file_error(exc, path)
 
 
 class SourceChanged(Exception):
@@ -47,9 +55,20 @@ class SourceFile:
 
     @classmethod
     def open(cls, path: PathLike) -> SourceFile:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        """Open the file at ``path``; an :class:`~pyimagecache.errors.ImageFileError` (also
+        the matching OSError: FileNotFoundError, PermissionError...) when that fails."""
         try:
-            return cls(path, fd, os.fstat(fd).st_size)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise _file_error(exc, path) from None
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):  # opens fine on Linux; only its reads fail
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+            return cls(path, fd, st.st_size)
+        except OSError as exc:
+            os.close(fd)
+            raise _file_error(exc, path) from None
         except BaseException:
             os.close(fd)
             raise
@@ -60,9 +79,7 @@ class SourceFile:
         try:
             return pread_into(self.fd, buf, length, offset)
         except OSError as exc:
-            if exc.filename is None:
-                exc.filename = str(self.path)
-            raise
+            raise _file_error(exc, exc.filename or self.path) from exc
 
     def pread(self, length: int, offset: int) -> bytes:
         """Up to ``length`` bytes at ``offset`` (short only at the end of the file)."""
@@ -89,6 +106,26 @@ class SourceFile:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {str(self.path)!r} {self.size} bytes>"
+
+
+class UnpackedSource(SourceFile):
+    """The disk unpacked from a container, read through ``fd`` (an unlinked temporary file,
+    gone once closed) but named after the ``container`` file it came from, whose format and
+    allocated bytes it remembers for ``info``."""
+
+    def __init__(self, container: SourceFile, fd: int) -> None:
+        try:
+            st = os.fstat(container.fd)
+            size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            raise
+        super().__init__(container.path, fd, size)
+        head = container.pread(512, 0)
+        from . import formats
+
+        self.container = formats.detect(head)
+        self.container_allocated = getattr(st, "st_blocks", 0) * 512
 
 
 def as_source(src: Union[PathLike, SourceFile]) -> SourceFile:

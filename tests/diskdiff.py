@@ -81,7 +81,7 @@ def data_blocks(path: Path, block: int) -> Set[int]:
 def differential(image: Path, fmt: str, tmp_path: Path, *, our_format: str) -> Dict[str, Any]:
     """Convert ``image`` with qemu-img -f ``fmt`` and with our reader; assert identical bytes,
     allocation within one block of qemu's, and describe() equal to qemu-img info on the fields
-    both give (our "format" is ``our_format``). Returns our info."""
+    both give, with qemu's format name (``img.format`` is ``our_format``). Returns our info."""
     ref, ours = tmp_path / "qemu.raw", tmp_path / "ours.raw"
     for p in (ref, ours):
         if p.exists():
@@ -106,7 +106,7 @@ def differential(image: Path, fmt: str, tmp_path: Path, *, our_format: str) -> D
     assert len(extra) * fs_block <= max(block, fs_block), sorted(extra)[:10]
     ours_alloc, ref_alloc = os.stat(ours).st_blocks * 512, os.stat(ref).st_blocks * 512
     assert ours_alloc <= ref_alloc + max(block, fs_block), (ours_alloc, ref_alloc)
-    expected = dict(theirs, format=our_format)
+    expected = dict(theirs)  # qemu-img's format name too ("vpc" for VHD)
     expected.pop("actual-size")  # the image file's, stat'ed at different moments: compare below
     got = {k: v for k, v in info.items() if k not in ("allocation", "actual-size")}
     assert got == expected

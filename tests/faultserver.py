@@ -133,7 +133,7 @@ class FaultServer:
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}/file"
+        return f"{self.scheme}://127.0.0.1:{self.port}{self.path}"
 
     @property
     def log(self) -> List[Request]:

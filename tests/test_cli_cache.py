@@ -18,6 +18,7 @@ from ensureenv import Env, ImageServer, disk_image
 
 from pyimagecache._lock import FileLock
 from pyimagecache.cli import main
+from pyimagecache.cli._output import human_bytes
 
 MiB = 1 << 20
 
@@ -180,7 +181,7 @@ def test_cache_list(
 ) -> None:
     code, out, _ = run(capsys, "cache", "list", "--json")
     assert code == 0
-    rows = {Path(r["path"]).name: r for r in json.loads(out)}
+    rows = {Path(r["path"]).name: r for r in json.loads(out)["entries"]}
     assert set(rows) == {
         p.name for k, p in populated.items() if k in ("pinned", "old", "gone", "url")
     }
@@ -193,9 +194,75 @@ def test_cache_list(
         assert r["apparent_size"] == MiB and 0 < r["allocated_size"] <= MiB
     code, out, _ = run(capsys, "cache", "list")
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "APPARENT", "ALLOCATED", "SNAPSHOT", "PINNED"]
+    assert lines[0].split() == ["NAME", "KIND", "APPARENT", "ALLOCATED", "SNAPSHOT", "STATUS"]
     assert any(
-        line.startswith("deb-20260101-1-amd64.raw") and line.endswith("no") for line in lines
+        line.startswith("deb-20260101-1-amd64.raw") and line.endswith("unpinned") for line in lines
+    )
+
+
+def test_cache_list_json_schema(
+    env: Env, populated: Dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A partial a live download holds, with the validators it resumes from.
+    meta = {"url": "https://e/x.img", "etag": '"e1"', "last_modified": None, "total": 400}
+    populated["partial_meta"].write_text(json.dumps(meta))
+    with FileLock(env.cache / "deb-20260701-1-amd64.img.part.lock"):
+        code, out, _ = run(capsys, "cache", "list", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert list(doc) == [
+        "cache_dir",
+        "entries",
+        "sources",
+        "partials",
+        "temporaries",
+        "totals",
+    ]
+    assert doc["cache_dir"] == str(env.cache)
+    entry_keys = {"path", "apparent_size", "allocated_size", "alias", "snapshot", "arch", "url"}
+    entry_keys |= {"pinned", "created", "fallback_from"}
+    assert all(set(e) == entry_keys for e in doc["entries"])
+    sources = {Path(f["path"]).name: f for f in doc["sources"]}
+    assert set(sources) == {"deb-20260101-1-amd64.qcow2", "deb-20260701-1-amd64.qcow2"}
+    assert sources["deb-20260701-1-amd64.qcow2"] == {
+        "path": str(populated["keep"]),
+        "apparent_size": 1,
+        "allocated_size": os.stat(populated["keep"]).st_blocks * 512,
+        "entry": "deb-20260701-1-amd64",
+    }
+    (part,) = doc["partials"]
+    assert part == {
+        "path": str(populated["partial"]),
+        "apparent_size": 100,
+        "allocated_size": os.stat(populated["partial"]).st_blocks * 512,
+        "entry": "deb-20260701-1-amd64",
+        "url": "https://e/x.img",
+        "total": 400,
+        "in_use": True,
+        "resumable": True,
+    }
+    assert [Path(t["path"]).name for t in doc["temporaries"]] == [populated["temp"].name]
+    totals = doc["totals"]
+    groups = {"entries": 4, "sources": 2, "partials": 1, "temporaries": 1}
+    for group, count in groups.items():
+        listed = doc[group]
+        assert totals[group] == {
+            "count": count,
+            "apparent_size": sum(f["apparent_size"] for f in listed),
+            "allocated_size": sum(f["allocated_size"] for f in listed),
+        }
+    assert totals["allocated_size"] == sum(totals[g]["allocated_size"] for g in groups)
+    # Nobody holds it now: listed as resumable by the table, with the totals line.
+    code, out, _ = run(capsys, "cache", "list")
+    rows = {line.split()[0]: line for line in out.splitlines()[1:-1]}
+    assert rows["deb-20260701-1-amd64.img.part"].split()[1] == "partial"
+    assert rows["deb-20260701-1-amd64.img.part"].endswith("resumable (25% of 400 B)")
+    assert rows["deb-20260701-1-amd64.qcow2"].split()[1:2] == ["source"]
+    size = {g: human_bytes(totals[g]["allocated_size"]) for g in groups}
+    assert out.splitlines()[-1] == (
+        f"total: 4 disks ({size['entries']}), 2 kept sources ({size['sources']}), "
+        f"1 partial download ({size['partials']}), 1 temporary ({size['temporaries']}); "
+        f"{human_bytes(totals['allocated_size'])} allocated"
     )
 
 
@@ -236,7 +303,9 @@ def test_cache_commands_on_missing_dir(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYIMAGECACHE_CACHE_DIR", str(tmp_path / "none"))
-    assert run(capsys, "cache", "list", "--json")[:2] == (0, "[]\n")
+    code, out, _ = run(capsys, "cache", "list", "--json")
+    assert code == 0 and json.loads(out)["entries"] == []
+    assert json.loads(out)["totals"]["allocated_size"] == 0
     assert run(capsys, "cache", "prune")[0] == 0
     assert not (tmp_path / "none").exists()
 

@@ -131,7 +131,7 @@ def test_containerdisk_with_qcow2_in_a_gzip_layer(fixtures: Fixtures, tmp_path: 
     assert resolved.manifest_digest is not None and resolved.manifest_digest.startswith("sha256:")
     out = fetch_disk(resolved, tmp_path / "disk.img", FAST)
     assert out.read_bytes() == fixtures.qcow2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk.img", "disk.img.layer.part.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk.img"]
 
 
 def test_containerdisk_as_docker_schema2(fixtures: Fixtures, tmp_path: Path) -> None:

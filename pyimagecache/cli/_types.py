@@ -85,3 +85,26 @@ def mirror(text: str) -> str:
         return check_mirror(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def arch(text: str) -> str:
+    """A catalog arch key (``--arch``); ``platform.machine()`` spellings (x86_64, aarch64...)
+    are accepted as the library accepts them.
+
+    >>> arch("x86_64")
+    'amd64'
+    """
+    from ..catalog import ARCHES, normalize_arch
+
+    key = normalize_arch(text)
+    if key not in ARCHES:
+        raise argparse.ArgumentTypeError(f"unknown arch {text!r} (known: {', '.join(ARCHES)})")
+    return key
+
+
+def directory(text: str) -> str:
+    """A directory to use (``--cache-dir``): any path but the empty one, which would silently
+    mean the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (leave it out for the default)")
+    return text

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ._options import add_network_options, add_source_options, settings_from
 from ._output import human_bytes, print_table
-from ._types import digest, size
+from ._types import arch, digest, directory, size
 
 
 def register(sub: Any) -> None:
@@ -40,15 +40,22 @@ def register(sub: Any) -> None:
         description="Print the path of a verified raw disk for ALIAS or URL (http, https, "
         "file), downloading and converting it on first use. Progress goes to stderr.",
     )
-    p.add_argument("image", metavar="ALIAS|URL")
+    p.add_argument(
+        "image",
+        metavar="ALIAS|URL",
+        help="a catalog alias (see `pyimagecache list`), an http(s):// or file:// URL, or an "
+        "oci:// or docker:// image reference",
+    )
     p.add_argument(
         "--cache-dir",
         metavar="D",
+        type=directory,
         help="default: $PYIMAGECACHE_CACHE_DIR or the platform cache directory",
     )
     p.add_argument(
         "--arch",
         metavar="A",
+        type=arch,
         help="amd64, arm64, riscv64, ppc64le or s390x (default: this machine's)",
     )
     p.add_argument(
@@ -62,6 +69,9 @@ def register(sub: Any) -> None:
     )
     add_network_options(p)
     add_source_options(p)
+    p.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress output, only warnings and errors"
+    )
     p.set_defaults(func=cmd_ensure)
 
     p = sub.add_parser(
@@ -69,8 +79,8 @@ def register(sub: Any) -> None:
         help="copy a disk (holes kept), optionally growing it",
         description="Copy SRC to DST keeping holes; --size grows DST (sparse), never shrinks.",
     )
-    p.add_argument("src", metavar="SRC")
-    p.add_argument("dst", metavar="DST")
+    p.add_argument("src", metavar="SRC", help="the disk to copy (raw)")
+    p.add_argument("dst", metavar="DST", help="the new file (replaced atomically if it exists)")
     p.add_argument(
         "--size",
         metavar="SIZE",
@@ -87,13 +97,27 @@ def register(sub: Any) -> None:
 
     cache = sub.add_parser("cache", help="inspect or prune the image cache")
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
-    p = cache_sub.add_parser("list", help="cached disks, sizes, snapshots, pin status")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--cache-dir", metavar="D")
+    cache_dir_help = "default: $PYIMAGECACHE_CACHE_DIR or the platform cache directory"
+    p = cache_sub.add_parser(
+        "list",
+        help="cached disks, kept sources and partial downloads, with sizes and totals",
+        description="List the raw disks of the cache (sizes, snapshot, whether the catalog "
+        "still pins them), the sources kept beside them, partial downloads and the "
+        "temporaries of killed runs, with totals.",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: entries, sources, partials, temporaries and totals (see README)",
+    )
+    p.add_argument("--cache-dir", metavar="D", type=directory, help=cache_dir_help)
     p.set_defaults(func=cmd_cache_list)
-    p = cache_sub.add_parser("prune", help="remove unpinned snapshots and stale partial downloads")
+    p = cache_sub.add_parser(
+        "prune",
+        help="remove unpinned snapshots, stale partial downloads and unused lock files",
+    )
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
-    p.add_argument("--cache-dir", metavar="D")
+    p.add_argument("--cache-dir", metavar="D", type=directory, help=cache_dir_help)
     p.set_defaults(func=cmd_cache_prune)
 
 
@@ -133,13 +157,29 @@ def cmd_ensure(args: argparse.Namespace) -> int:
 
     bars: List[Any] = []  # made on a miss only: a cache hit draws nothing and imports less
 
-    def progress_for(phase: str) -> Callable[[int, Optional[int]], None]:
+    def progress_for(phase: str) -> Optional[Callable[[int, Optional[int]], None]]:
+        if args.quiet:
+            return None
         if not bars:
             from ._progressbar import StageBars
 
-            bars.append(StageBars(args.image))  # download and convert run at once: a line each
+            bars.append(StageBars(_label(args.image)))  # download and convert: a line each
         stage: Callable[[int, Optional[int]], None] = bars[0].stage(phase)
         return stage
+
+    def on_wait(pid: Optional[int]) -> None:
+        # Once, and only for a person watching: a script or a log gains nothing from it.
+        if args.quiet or not sys.stderr.isatty():
+            return
+        from . import printable
+
+        holder = f"process {pid}" if pid is not None else "another process"
+        print(
+            f"pyimagecache: waiting for {printable(args.image)}, which {holder} is already "
+            "preparing",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         path = ensure_phased(
@@ -151,12 +191,21 @@ def cmd_ensure(args: argparse.Namespace) -> int:
             progress_for=progress_for,
             keep_source=args.keep_source,
             settings=settings_from(args),
+            on_wait=on_wait,
         )
     finally:
         for bar in bars:
             bar.close()
     print(path)
     return 0
+
+
+def _label(image: str) -> str:
+    """What progress lines call an image: an alias or reference as given, a URL by its file
+    name (as curl and pip do; the whole URL is in the log line above)."""
+    from ..cachefiles import is_url, url_basename
+
+    return (url_basename(image) or image) if is_url(image) else image
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
@@ -169,51 +218,101 @@ def cmd_copy(args: argparse.Namespace) -> int:
 def cmd_cache_list(args: argparse.Namespace) -> int:
     from ..cachedir import resolve_cache_dir
     from ..catalog import load_catalog
-    from ..inventory import list_entries
+    from ..inventory import Inventory, inventory
 
     directory = resolve_cache_dir(args.cache_dir)
-    entries = list_entries(directory, load_catalog()) if directory.is_dir() else []
+    found = inventory(directory, load_catalog()) if directory.is_dir() else Inventory([], [])
     if args.json:
         import json
 
-        print(
-            json.dumps(
-                [
-                    {
-                        "path": str(e.path),
-                        "apparent_size": e.apparent,
-                        "allocated_size": e.allocated,
-                        "alias": e.alias,
-                        "snapshot": e.snapshot,
-                        "arch": e.arch,
-                        "url": e.url,
-                        "pinned": e.pinned,
-                        "created": e.created,
-                        "fallback_from": e.fallback_from,
-                    }
-                    for e in entries
-                ],
-                indent=2,
-            )
-        )
+        print(json.dumps(cache_document(directory, found), indent=2))
         return 0
     print(f"cache: {directory}", file=sys.stderr)
-    rows = [["NAME", "APPARENT", "ALLOCATED", "SNAPSHOT", "PINNED"]]
-    for e in entries:
-        pinned = {True: "yes", False: "no", None: "url"}[e.pinned]
+    rows = [["NAME", "KIND", "APPARENT", "ALLOCATED", "SNAPSHOT", "STATUS"]]
+    for e in found.entries:
+        status = {True: "pinned", False: "unpinned", None: "url"}[e.pinned]
         if e.fallback_from:
-            pinned = f"fallback for {e.fallback_from}"
+            status = f"fallback for {e.fallback_from}"
         rows.append(
             [
                 e.path.name,
+                "disk",
                 human_bytes(e.apparent),
                 human_bytes(e.allocated),
                 e.snapshot or "-",
-                pinned,
+                status,
             ]
         )
+    for f in found.files:
+        status = "kept" if f.kind == "source" else "-"
+        if f.kind == "partial":
+            status = "downloading" if f.in_use else "resumable" if f.resumable else "stale"
+            if f.total:
+                status += f" ({f.apparent * 100 // f.total}% of {human_bytes(f.total)})"
+        rows.append(
+            [f.path.name, f.kind, human_bytes(f.apparent), human_bytes(f.allocated), "-", status]
+        )
     print_table(rows)
+    print(summary(found.totals()))
     return 0
+
+
+def summary(totals: Dict[str, Any]) -> str:
+    """The totals of ``cache list`` in a line: each group that has files, then them all."""
+    names = {
+        "entries": ("disk", "disks"),
+        "sources": ("kept source", "kept sources"),
+        "partials": ("partial download", "partial downloads"),
+        "temporaries": ("temporary", "temporaries"),
+    }
+    parts = []
+    for key, (one, many) in names.items():
+        group = totals[key]
+        if group["count"] or key == "entries":
+            noun = one if group["count"] == 1 else many
+            parts.append(f"{group['count']} {noun} ({human_bytes(group['allocated_size'])})")
+    return f"total: {', '.join(parts)}; {human_bytes(totals['allocated_size'])} allocated"
+
+
+def cache_document(directory: Any, found: Any) -> Dict[str, Any]:
+    """``cache list --json``: one object (README documents its keys)."""
+    from ..inventory import FILE_KINDS
+
+    return {
+        "cache_dir": str(directory),
+        "entries": [
+            {
+                "path": str(e.path),
+                "apparent_size": e.apparent,
+                "allocated_size": e.allocated,
+                "alias": e.alias,
+                "snapshot": e.snapshot,
+                "arch": e.arch,
+                "url": e.url,
+                "pinned": e.pinned,
+                "created": e.created,
+                "fallback_from": e.fallback_from,
+            }
+            for e in found.entries
+        ],
+        **{
+            group: [_file_document(f) for f in found.of_kind(kind)]
+            for kind, group in FILE_KINDS.items()
+        },
+        "totals": found.totals(),
+    }
+
+
+def _file_document(f: Any) -> Dict[str, Any]:
+    doc: Dict[str, Any] = {
+        "path": str(f.path),
+        "apparent_size": f.apparent,
+        "allocated_size": f.allocated,
+        "entry": f.stem,
+    }
+    if f.kind == "partial":
+        doc.update({"url": f.url, "total": f.total, "in_use": f.in_use, "resumable": f.resumable})
+    return doc
 
 
 def cmd_cache_prune(args: argparse.Namespace) -> int:

@@ -14,19 +14,35 @@ def register(subparsers: Any) -> None:
         "fetch",
         help="download a URL to a file, resumably, optionally verifying its digest",
         description="Download URL (http, https, file:// or a path) to DEST. An interrupted "
-        "download resumes on the next run; with --sha256 or --sha512 a mismatch leaves DEST "
-        "untouched.",
+        "download resumes on the next run when the server allows it; with --sha256 or "
+        "--sha512 a mismatch leaves DEST untouched, and a DEST that already has the digest "
+        "is left as it is, without a request.",
     )
-    parser.add_argument("url", metavar="URL")
-    parser.add_argument("dest", metavar="DEST")
+    parser.add_argument("url", metavar="URL", help="http(s)://, file:// or a local path")
     parser.add_argument(
-        "--sha256", type=digest("sha256"), metavar="HEX", help="expected SHA-256 of the file"
+        "dest",
+        metavar="DEST",
+        help="the file to write (replaced only once complete and verified); DEST.part holds "
+        "the bytes so far",
     )
     parser.add_argument(
-        "--sha512", type=digest("sha512"), metavar="HEX", help="expected SHA-512 of the file"
+        "--sha256",
+        type=digest("sha256"),
+        metavar="HEX",
+        help="expected SHA-256 of the file (hex, or sha256:HEX); when DEST already has it, "
+        "nothing is downloaded",
+    )
+    parser.add_argument(
+        "--sha512",
+        type=digest("sha512"),
+        metavar="HEX",
+        help="expected SHA-512 of the file (hex, or sha512:HEX); when DEST already has it, "
+        "nothing is downloaded",
     )
     add_network_options(parser)
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress output, only warnings and errors"
+    )
     parser.set_defaults(func=run)
 
 

@@ -14,11 +14,17 @@ def register(subparsers: Any) -> None:
         "convert",
         help="convert a disk image to a sparse raw disk",
         description="Convert the disk image SRC (any supported format, found by its magic "
-        "bytes) to a sparse raw disk DST (written to a temporary file and renamed into "
-        "place: DST is untouched on error).",
+        "bytes, also inside an OVA, a Vagrant box or a compressed or tar wrapper, which is "
+        "unpacked next to DST first) to a sparse raw disk DST (written to a temporary file "
+        "and renamed into place: DST is untouched on error).",
     )
-    convert.add_argument("src", metavar="SRC")
-    convert.add_argument("dst", metavar="DST")
+    convert.add_argument(
+        "src",
+        metavar="SRC",
+        help="qcow2, VMDK, VHD, VHDX, VDI or raw, bare or in an OVA, a Vagrant box or an "
+        "xz/gzip/zstd/bzip2/tar wrapper",
+    )
+    convert.add_argument("dst", metavar="DST", help="the raw disk to write")
     convert.add_argument(
         "--workers",
         type=positive_int,
@@ -30,6 +36,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="flush DST to the disk before exiting (durable across a power loss)",
     )
+    convert.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     convert.set_defaults(func=run_convert, logs=False)
 
     info = subparsers.add_parser(
@@ -38,7 +45,9 @@ def register(subparsers: Any) -> None:
         description="Print what qemu-img info prints for a disk image, plus how many bytes "
         "of the virtual disk are data, compressed, zero and unallocated.",
     )
-    info.add_argument("image", metavar="IMAGE")
+    info.add_argument(
+        "image", metavar="IMAGE", help="a disk image, bare or wrapped (as convert's SRC)"
+    )
     info.add_argument("--json", action="store_true", help="print JSON (qemu-img's field names)")
     info.set_defaults(func=run_info, logs=False)
 
@@ -75,7 +84,7 @@ def run_convert(args: argparse.Namespace) -> int:
             args.src,
             args.dst,
             workers=args.workers,
-            progress=bar if bar.tty else None,
+            progress=bar if bar.tty and not args.quiet else None,
             sync=args.sync,
         )
     finally:

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from .._log import info as _log
 from ._options import add_network_options, settings_from
+from ._types import arch, directory
 
 
 def repository(text: str) -> Any:
@@ -26,16 +27,6 @@ def repository(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def arch(text: str) -> str:
-    """A catalog arch key (x86_64 and aarch64 accepted as amd64 and arm64)."""
-    from ..catalog import ARCHES, normalize_arch
-
-    key = normalize_arch(text)
-    if key not in ARCHES:
-        raise argparse.ArgumentTypeError(f"unknown arch {text!r} (known: {', '.join(ARCHES)})")
-    return key
-
-
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "push",
@@ -44,8 +35,14 @@ def register(subparsers: Any) -> None:
         "if the cache lacks it) to REGISTRY/REPO as a single-blob OCI artifact tagged "
         "<alias>-<snapshot>-<arch>. With --all, every alias of the catalog.",
     )
-    parser.add_argument("alias", metavar="ALIAS", nargs="?")
-    parser.add_argument("target", metavar="oci://REGISTRY/REPO", type=repository)
+    parser.add_argument("alias", metavar="ALIAS", nargs="?", help="the catalog alias to push")
+    parser.add_argument(
+        "target",
+        metavar="oci://REGISTRY/REPO",
+        type=repository,
+        help="the registry and repository to push to (no tag: each file is tagged "
+        "<alias>-<snapshot>-<arch>)",
+    )
     parser.add_argument(
         "--arch",
         metavar="A",
@@ -56,6 +53,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--cache-dir",
         metavar="D",
+        type=directory,
         help="default: $PYIMAGECACHE_CACHE_DIR or the platform cache directory",
     )
     parser.add_argument(

@@ -83,3 +83,17 @@ def discard(meta: Path) -> None:
         os.unlink(meta)
     except FileNotFoundError:
         pass
+
+
+def resumable(part: Path, meta: Path) -> bool:
+    """Whether a download continues from the partial file ``part`` (validators in ``meta``):
+    it holds bytes, no more than the total, and the server gave a validator to resume with
+    (a strong ETag or Last-Modified); otherwise the next download starts over."""
+    try:
+        size = os.stat(part).st_size
+    except OSError:
+        return False
+    validators = load(meta)
+    if size == 0 or validators is None or validators.if_range is None:
+        return False
+    return validators.total is None or size <= validators.total

@@ -67,8 +67,7 @@ class FileSink:
                 view = view[n:]
         except OSError as exc:
             raise DownloadError(
-                f"cannot write {self.path}: {exc.strerror or exc} "
-                f"(kept {self.done} bytes; the next call resumes)",
+                f"cannot write {self.path}: {exc.strerror or exc} (kept {self.done} bytes)",
                 path=str(self.path),
                 done=self.done,
             ) from exc

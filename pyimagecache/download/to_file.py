@@ -5,18 +5,20 @@ Files beside ``dest``:
 
 - ``<dest>.part``: the bytes so far, always a prefix of the resource described by
 - ``<dest>.part.meta``: its validators (URL, strong ETag or Last-Modified, total), JSON;
-- ``<dest>.part.lock``: flocked for the whole call, so concurrent fetches of one dest take turns.
+- ``<dest>.part.lock``: flocked for the whole call, so concurrent fetches of one dest take turns;
+  removed when the call ends (see :mod:`pyimagecache._lock`), so nothing is left beside dest.
 
 A process that waited for the lock returns at once when, during its wait, another one published
 dest (re-hashing it first when a digest is given). A dest that was already there when the call
-started is downloaded again: whether an existing file is good enough is the caller's decision.
+started is downloaded again, unless :func:`fetch` was given a digest that dest already has:
+then no request is made at all (as pooch does).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .. import cachefiles
 from .._atomic import fsync_dir, sync_fd
@@ -75,8 +77,38 @@ def fetch(
     """
     expected = Expected.parse(sha256, sha512)
     base = settings if settings is not None else DEFAULT
-    fetch_verified(url, dest, expected, base.overridden(timeout, retries, ca_bundle), progress)
+    settings = base.overridden(timeout, retries, ca_bundle)
+    # dest is only ever renamed into place whole, so it is complete: hash it, no request.
+    if (
+        expected
+        and os.path.isfile(dest)
+        and _digests_if_matching(Path(dest), expected, expected.algorithms, os.fspath(url))
+    ):
+        from .._log import info
+
+        info("%s already has the expected %s; not downloaded", dest, _names(expected))
+        return Path(dest)
+    fetch_verified(url, dest, expected, settings, progress)
     return Path(dest)
+
+
+def _names(expected: Expected) -> str:
+    return " and ".join(a.upper().replace("SHA", "SHA-") for a in expected.algorithms)
+
+
+#: Every partial file a download of this process wrote to, in order (for the command line,
+#: which says on Ctrl-C which ones the next run resumes from).
+_STARTED: List[Path] = []
+
+
+def partials_started() -> List[Path]:
+    """The partial files this process's downloads wrote to (whatever became of them)."""
+    return list(dict.fromkeys(_STARTED))
+
+
+def resumable(part: Path) -> bool:
+    """Whether the next download to this partial's dest continues from ``part``."""
+    return partial.resumable(part, part.with_name(part.name + ".meta"))
 
 
 def fetch_verified(
@@ -118,6 +150,11 @@ def fetch_verified(
             return _download(
                 url_text, dest, part, meta, expected, wanted, settings, progress, watch, headers
             )
+        except DownloadError as exc:
+            _drop_if_empty(part, meta)
+            if resumable(part):
+                raise exc.with_message(f"{exc}; the next call resumes from {part}") from exc
+            raise
         except BaseException:
             _drop_if_empty(part, meta)
             raise
@@ -141,6 +178,7 @@ def _download(
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise _os_error("cannot create", part, exc, url) from exc
+    _STARTED.append(part)
     hashes = hashes_for(Expected(), wanted)
     sink: Optional[FileSink] = None
     try:
@@ -164,7 +202,6 @@ def _download(
             settings,
             progress=progress,
             on_validators=adopted,
-            resume_hint=f"the next call resumes from {part}",
             path=str(part),
             headers=headers,
         )

@@ -329,13 +329,14 @@ class VhdImage(SourceImage):
 
     def describe(self) -> Dict[str, Any]:
         """``qemu-img info --output=json -f vpc``'s fields (qemu has no format-specific data
-        for VHD, and gives a cluster size for dynamic disks only). "format" says "vhd", the
-        package's name for the format; qemu says "vpc"."""
+        for VHD, and gives a cluster size for dynamic disks only). "format" says "vpc", as
+        qemu does, so that scripts written against qemu-img work unchanged (``self.format``
+        keeps the package's name, "vhd")."""
         result: Dict[str, Any] = {"virtual-size": self.virtual_size, "filename": str(self.path)}
         if self.dynamic is not None:
             result["cluster-size"] = self.dynamic.block_size
         result.update(
-            {"format": "vhd", "actual-size": actual_size(self.file.fd), "dirty-flag": False}
+            {"format": "vpc", "actual-size": actual_size(self.file.fd), "dirty-flag": False}
         )
         return result
 
