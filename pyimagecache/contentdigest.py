@@ -283,10 +283,12 @@ class ContentDigest:
                     run_at += 1
                 nonzero = run_at < len(runs) and runs[run_at][0] < stop
             h = self._current_hash
-            if nonzero or h is not None:
-                if h is None:
-                    h = self._current_hash = hashlib.sha256()
-                _hash_zeros(h, within - self._current_length)  # a gap, or the zeros so far
+            if h is not None:
+                _hash_zeros(h, within - self._current_length)  # a gap: zeros
+                h.update(view[pos - offset : stop - offset])
+            elif nonzero:  # the region's first data: every byte before it was zero
+                h = self._current_hash = hashlib.sha256()
+                _hash_zeros(h, within)
                 h.update(view[pos - offset : stop - offset])
             self._current_length = stop - index * REGION
             pos = stop

@@ -258,6 +258,7 @@ class _Plan:
         widen, step, size = self.widen, self.step, self.size
         task: Optional[List[int]] = None  # [start, end, data bytes] being grown
         held: Optional[List[int]] = None  # the last task cut, not yet handed out
+        reach = 0  # the end of every task so far: bytes before it are never read twice
         for s, e in ranges:
             if held is not None:
                 if s >= held[1]:
@@ -273,14 +274,14 @@ class _Plan:
                     yield task[0], task[1], task[2]
                     task = None
             end = min(size, _round_up(e, widen))
-            pos = wide_start if task is None else max(task[1], wide_start)
+            pos = max(reach, wide_start)
             while pos < end:
                 if task is None:
                     task = [pos, pos, 0]
                 boundary = (task[0] // step + 1) * step
                 stop = min(end, boundary)
                 task[2] += max(0, min(e, stop) - max(s, pos))
-                task[1] = pos = stop
+                task[1] = pos = reach = stop
                 if stop == boundary:
                     if held is not None:  # it ends at or before s: nothing more comes into it
                         yield held[0], held[1], held[2]
