@@ -143,17 +143,15 @@ class ContentDigest:
                 f"content digest: the size was given as {self.size} bytes, now as {size}"
             )
         if self._fed > size or self._top >= -(-size // REGION):
-            raise DigestError(
-                f"content digest: data was given past the end of a {size}-byte disk"
-            )
+            raise DigestError(f"content digest: data was given past the end of a {size}-byte disk")
         if self._short is not None:
             self._check_length(*self._short, size)
-        if self._top >= 0 and self._top == (size - 1) // REGION and size % REGION:
-            if self._short is None or self._short[0] != self._top:
-                raise DigestError(
-                    f"content digest: region {self._top} was given {REGION} bytes, but it is "
-                    f"the last region of a {size}-byte disk ({size % REGION} bytes)"
-                )
+        last_is_short = self._top >= 0 and self._top == (size - 1) // REGION and size % REGION
+        if last_is_short and (self._short is None or self._short[0] != self._top):
+            raise DigestError(
+                f"content digest: region {self._top} was given {REGION} bytes, but it is "
+                f"the last region of a {size}-byte disk ({size % REGION} bytes)"
+            )
         self.size = size
 
     @staticmethod
@@ -186,7 +184,11 @@ class ContentDigest:
         self._store(index, length, hashlib.sha256(region).digest())
 
     def add_regions(
-        self, offset: int, data: Buffer, runs: Sequence[Tuple[int, int]], length: Optional[int] = None
+        self,
+        offset: int,
+        data: Buffer,
+        runs: Sequence[Tuple[int, int]],
+        length: Optional[int] = None,
     ) -> None:
         """Take the whole regions ``data[:length]`` starting at ``offset`` (a multiple of
         ``REGION``; the data ends on a region boundary or at the end of the disk), knowing

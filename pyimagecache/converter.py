@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from pathlib import Path
 from queue import SimpleQueue
-from collections import deque
 from typing import TYPE_CHECKING, Callable, Deque, Iterator, List, Optional, Set, Tuple, Union
 
 from ._atomic import atomic_output

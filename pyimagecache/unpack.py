@@ -390,9 +390,7 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: _Output, 
     return payload
 
 
-def _sparse_member(
-    tar: tarfile.TarFile, member: tarfile.TarInfo, out: _Output, name: str
-) -> bytes:
+def _sparse_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: _Output, name: str) -> bytes:
     """A sparse member (GNU or PAX sparse, as ``tar --sparse`` writes disk images): only its
     data segments are read, straight from the archive, and written at their offsets; the
     holes are never generated (tarfile's reader would build them as zero bytes, and joins
