@@ -328,6 +328,66 @@ class ContentDigest:
         return self._result
 
 
+class BackgroundFeed:
+    """:meth:`ContentDigest.feed` on a worker thread, so that a stream writer (the unpacker,
+    whose decoders release the GIL too) hashes on the other core while it decodes. At most
+    ``QUEUE_DEPTH`` chunks wait (bounded memory); the chunks must not change once given (the
+    decoders' bytes objects do not). :meth:`close` waits for the rest and re-raises what the
+    worker raised.
+
+    >>> d = ContentDigest()
+    >>> with BackgroundFeed(d) as feed:
+    ...     feed.feed(0, b"boot")
+    >>> d.finish(512) == ContentDigest.of(b"boot" + bytes(508))
+    True
+    """
+
+    QUEUE_DEPTH = 8
+
+    def __init__(self, digest: ContentDigest) -> None:
+        import queue
+
+        self.digest = digest
+        self._queue: queue.Queue[Optional[Tuple[int, Buffer, Optional[Sequence[Tuple[int, int]]]]]]
+        self._queue = queue.Queue(self.QUEUE_DEPTH)
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._work, name="pyimagecache-digest", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self.digest.feed(*item)
+                except BaseException as exc:  # kept for close(); keep draining so put() returns
+                    self._error = exc
+
+    def feed(
+        self, offset: int, data: Buffer, runs: Optional[Sequence[Tuple[int, int]]] = None
+    ) -> None:
+        """Queue ``digest.feed(offset, data, runs)``."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put((offset, data, runs))
+
+    def close(self) -> None:
+        """Wait until everything queued is fed; raise what feeding raised."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> BackgroundFeed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def file_content_digest(path: PathLike) -> str:
     """The content digest of the raw disk at ``path``, reading only its data (SEEK_DATA /
     SEEK_HOLE): what ``cache verify`` compares with the sidecar. OSError propagates.

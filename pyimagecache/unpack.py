@@ -31,7 +31,7 @@ from .errors import (
 from .sourcefile import SourceFile, SourceStream, as_source
 
 if TYPE_CHECKING:
-    from .contentdigest import ContentDigest
+    from .contentdigest import BackgroundFeed, ContentDigest
 
 #: Bytes read from a decompressor or tar member at a time.
 STREAM_BYTES = 1 << 20
@@ -122,28 +122,43 @@ def _read_exact(stream: _Reader, n: int) -> bytes:
 
 
 class _Output:
-    """The sparse file being written, and the content digest fed from the very buffers
-    written (``digest`` None: not wanted, or dropped once the payload shows a disk format,
-    whose converted raw is digested by the converter instead)."""
+    """The sparse file being written, and the content digest fed from the very chunks
+    written, on another thread so that hashing overlaps decoding (``feed`` None: not wanted,
+    or dropped once the payload shows a disk format, whose converted raw the converter
+    digests instead)."""
 
-    __slots__ = ("digest", "fd")
+    __slots__ = ("fd", "feed")
 
     def __init__(self, fd: int, digest: Optional[ContentDigest]) -> None:
         self.fd = fd
-        self.digest = digest
+        self.feed: Optional[BackgroundFeed] = None
+        if digest is not None:
+            from .contentdigest import BackgroundFeed
+
+            self.feed = BackgroundFeed(digest)
 
     def write(self, offset: int, data: bytes) -> None:
-        if self.digest is None:
+        if self.feed is None:
             write_sparse(self.fd, offset, data)
             return
         runs: List[Tuple[int, int]] = []
         write_sparse(self.fd, offset, data, runs=runs)
-        self.digest.feed(offset, data, runs)
+        self.feed.feed(offset, data, runs)
 
     def payload_is(self, fmt: str) -> None:
         """The payload's format as its head shows it: only a raw one is worth digesting."""
         if fmt != formats.RAW:
-            self.digest = None
+            self.close(raising=False)
+
+    def close(self, raising: bool = True) -> None:
+        """Wait for the digest to have every byte written (raising what feeding raised)."""
+        feed, self.feed = self.feed, None
+        if feed is not None:
+            try:
+                feed.close()
+            except BaseException:
+                if raising:
+                    raise
 
 
 def _open_decoder(fmt: str, raw: IO[bytes]) -> IO[bytes]:
@@ -196,6 +211,7 @@ def unpack(
             stream = cast("IO[bytes]", SourceStream(source))
             file_reader = _Reader(stream, lambda done: throttle(done, total))
             output = _Output(out.fileno(), digest)
+            unpacked = False
             try:
                 if fmt == formats.TAR:
                     payload = _from_tar(file_reader, output, name, rule or DISK_MEMBER)
@@ -203,12 +219,15 @@ def unpack(
                     payload = _from_compressed(
                         fmt, file_reader, output, name, rule or DISK_MEMBER, tar_only
                     )
+                unpacked = True
             except _ReadFailure as exc:
                 where = f"after {file_reader.count} bytes of input"
                 raise ContainerError(
                     f"{name}: {fmt} data is corrupt or truncated ({where}): "
                     f"{type(exc.cause).__name__}: {exc.cause}"
                 ) from exc.cause
+            finally:
+                output.close(raising=unpacked)  # the digest has every byte; or, failing: stop
             out.flush()
             if digest is not None and payload == formats.RAW:
                 digest.set_size(os.fstat(out.fileno()).st_size)

@@ -30,6 +30,7 @@ from vmdkwriter import VmdkWriter
 from pyimagecache import formats
 from pyimagecache.contentdigest import REGION, ContentDigest, file_content_digest
 from pyimagecache.converter import ConvertOptions, convert_image
+from pyimagecache.errors import ContainerError, DigestError
 from pyimagecache.opener import open_image
 from pyimagecache.unpack import unpack
 
@@ -322,3 +323,26 @@ def test_a_disk_format_payload_is_not_digested_by_unpack(tmp_path: Path) -> None
     with open_image(tmp_path / "o") as img:
         convert_image(img, out, ConvertOptions(digest=converted))
     assert converted.finish() == file_content_digest(out) == ContentDigest.of(w.build().expected())
+
+
+def test_a_corrupt_container_stops_the_digest_thread(tmp_path: Path) -> None:
+    import threading
+
+    raw = sparse_disk(random.Random(3), 3 * MiB)
+    blob = bytearray(lzma.compress(raw))
+    blob[len(blob) // 2] ^= 0xFF
+    src = tmp_path / "d.xz"
+    src.write_bytes(bytes(blob))
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(ContainerError, match="corrupt or truncated"):
+        unpack(src, tmp_path / "o", digest=ContentDigest())
+    assert "pyimagecache-digest" not in {t.name for t in threading.enumerate()} - before
+
+
+def test_background_feed_hands_back_what_feeding_raised() -> None:
+    from pyimagecache.contentdigest import BackgroundFeed
+
+    feed = BackgroundFeed(ContentDigest(10))
+    feed.feed(0, b"x" * 20)  # past the end of a 10-byte disk: raised on the worker
+    with pytest.raises(DigestError, match="pass the end"):
+        feed.close()
