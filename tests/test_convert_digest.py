@@ -346,3 +346,40 @@ def test_background_feed_hands_back_what_feeding_raised() -> None:
     feed.feed(0, b"x" * 20)  # past the end of a 10-byte disk: raised on the worker
     with pytest.raises(DigestError, match="pass the end"):
         feed.close()
+
+
+@pytest.mark.parametrize(
+    "maker", [qcow2_image, vhdx_image, vmdk_image], ids=["qcow2", "vhdx", "vmdk"]
+)
+def test_the_digest_of_a_conversion_while_downloading(tmp_path: Path, maker) -> None:  # type: ignore[no-untyped-def]
+    """As ensure() converts a download still arriving: unmeasured, reads waiting for bytes."""
+    import threading
+    import time
+
+    from pyimagecache.sourcefile import GrowingFile
+
+    image, expected = maker(random.Random(12))
+    src, dst = tmp_path / "growing", tmp_path / "out.raw"
+    src.write_bytes(b"")
+    grow = GrowingFile(src, len(image))
+
+    def download() -> None:
+        with open(src, "r+b") as f:
+            for pos in range(0, len(image), 1 << 18):
+                f.seek(pos)
+                f.write(image[pos : pos + (1 << 18)])
+                f.flush()
+                grow.grew(min(len(image), pos + (1 << 18)))
+                time.sleep(0.001)
+        grow.finish()
+
+    thread = threading.Thread(target=download)
+    thread.start()
+    digest = ContentDigest()
+    try:
+        with open_image(grow) as img:
+            convert_image(img, dst, ConvertOptions(workers=2, measure=False, digest=digest))
+    finally:
+        thread.join()
+    assert dst.read_bytes() == expected
+    assert digest.finish() == file_content_digest(dst) == ContentDigest.of(expected)
