@@ -58,6 +58,9 @@ WORKER_MEMORY = 40 << 20
 MAX_REMEMBERED_EXTENTS = 1 << 16
 #: contentdigest.REGION, repeated so that a conversion without a digest need not import it.
 REGION = 1 << 20
+#: With a digest, at most this many times ``workers + 2`` tasks since the oldest one still
+#: running: the region digests waiting to be folded in order stay a few hundred bytes each.
+DIGEST_WINDOW = 4
 
 Task = Callable[[], int]
 
@@ -332,15 +335,15 @@ def _tasks(
     fd: int,
     plan: _Plan,
     digest: Optional[ContentDigest],
-) -> Iterator[Tuple[Task, int, int]]:
-    """(task, guest bytes of data, first guest byte) in guest order for the extents that hold
+) -> Iterator[Tuple[Task, int, int, int]]:
+    """(task, guest bytes of data, first guest byte, end) in guest order for the extents that hold
     data (zeros are skipped: the truncated file already reads as zeros)."""
     ranges = ((e.offset, e.offset + e.length) for e in extents if _needs_reading(img, e.kind))
     for start, end, data in plan.cut(ranges):
         if digest is None:
-            yield _task(img, fd, start, end - start), data, start
+            yield _task(img, fd, start, end - start), data, start, end
         else:
-            yield _digest_task(img, fd, start, end - start, digest), data, start
+            yield _digest_task(img, fd, start, end - start, digest), data, start, end
 
 
 #: A queued task, the guest bytes of data it covers and its first guest byte; None tells a
@@ -388,6 +391,7 @@ def _run(
     # With a digest: the first byte of each task not yet complete, in issue order, so that
     # the regions below the oldest can be folded (and their digests leave memory).
     issued: Deque[int] = deque()
+    issued_end = 0  # where the last task issued ends
     finished: Set[int] = set()
 
     def complete() -> None:
@@ -406,6 +410,8 @@ def _run(
                 finished.discard(issued.popleft())
             if issued:
                 digest.settle(issued[0] // REGION)
+            else:  # every task issued so far is complete
+                digest.settle(issued_end // REGION)
 
     threads = [
         threading.Thread(
@@ -416,12 +422,15 @@ def _run(
     for thread in threads:
         thread.start()
     try:
-        for task, nbytes, start in _tasks(img, extents, fd, plan, digest):
+        for task, nbytes, start, end in _tasks(img, extents, fd, plan, digest):
             if digest is not None:
                 issued.append(start)
+                issued_end = end
             jobs.put((task, nbytes, start))
             in_flight += 1
-            while in_flight > workers + 2:
+            # A slow oldest task holds back the folding of the digests completed after it:
+            # past DIGEST_WINDOW tasks, wait for it, so that their number stays bounded.
+            while in_flight > workers + 2 or len(issued) > DIGEST_WINDOW * (workers + 2):
                 complete()
         while in_flight:
             complete()
