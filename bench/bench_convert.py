@@ -74,6 +74,9 @@ CASES = [
     Case("vmdk-stream", "stream.vmdk", {}, None, 0.7, None),
     Case("vhd-dynamic", "dynamic.vhd", {}, None, 1.5, None),
     Case("vhdx-dynamic", "dynamic.vhdx", {}, None, 1.5, None),
+    # Large payload blocks (issue 18): qemu-img's default for a 3 GiB disk, and Hyper-V's.
+    Case("vhdx-16m", "vhdx-16m.vhdx", {}, None, 1.0, None),
+    Case("vhdx-32m", "vhdx-32m.vhdx", {}, None, 1.0, None),
     Case("vdi-dynamic", "dynamic.vdi", {}, None, 1.5, None),
 ]
 #: scattered-1t: one 4 KiB write every SCATTER_STEP bytes of a 1 TiB disk, the way mkfs leaves
@@ -177,6 +180,8 @@ def build_images(images: Path, wanted: Sequence[str], suite: str, mirror: str) -
         "stream.vmdk": ["-O", "vmdk", "-o", "subformat=streamOptimized"],
         "dynamic.vhd": ["-O", "vpc", "-o", "subformat=dynamic"],
         "dynamic.vhdx": ["-O", "vhdx", "-o", "subformat=dynamic"],
+        "vhdx-16m.vhdx": ["-O", "vhdx", "-o", "subformat=dynamic,block_size=16M"],
+        "vhdx-32m.vhdx": ["-O", "vhdx", "-o", "subformat=dynamic,block_size=32M"],
         "dynamic.vdi": ["-O", "vdi"],
     }
     if any(name in derived for name in wanted if not (images / name).exists()):
@@ -516,6 +521,137 @@ def header(args: argparse.Namespace, backends: Dict[str, str]) -> None:
     print(f"runs: {args.runs} alternating, after one warm-up each\n")
 
 
+# ---------------------------------------------------------------------------------------------
+# The content digest's cost (issue 17): the same conversion with and without it, in process
+
+#: (case, image): the compressed qcow2s, the large-block VHDX and a container (unpacked, not
+#: converted: its payload is raw).
+DIGEST_CASES = [
+    ("deflate", "deflate.qcow2"),
+    ("zstd", "zstd.qcow2"),
+    ("uncompressed", "plain.qcow2"),
+    ("vhdx-16m", "vhdx-16m.vhdx"),
+    ("vhdx-32m", "vhdx-32m.vhdx"),
+    ("tar.xz", "disk.tar.xz"),
+]
+DIGEST_BAR = 1.05
+
+#: Runs in the pyimagecache interpreter: one warm-up each, then alternating runs (off, on / on,
+#: off), one JSON line per run; then one more run with the digest, checked against
+#: file_content_digest of its output.
+DIGEST_DRIVER = """
+import json, os, sys, time
+from pathlib import Path
+from pyimagecache import formats
+from pyimagecache.contentdigest import ContentDigest, file_content_digest
+from pyimagecache.converter import ConvertOptions, convert_image
+from pyimagecache.opener import open_image
+from pyimagecache.unpack import unpack
+
+image, out, runs, sync = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+container = formats.detect_file(image) in formats.CONTAINERS
+
+class Counted(ContentDigest):
+    regions = 0
+    def _store(self, index, length, digest):
+        super()._store(index, length, digest)
+        Counted.regions += 1
+
+def once(with_digest):
+    if out.exists():
+        out.unlink()
+    os.sync()
+    digest = Counted() if with_digest else None
+    t0, c0 = time.perf_counter(), os.times()
+    if container:
+        unpack(image, out, digest=digest)
+        if sync:
+            fd = os.open(out, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+    else:
+        with open_image(image) as img:
+            convert_image(img, out, ConvertOptions(sync=sync, digest=digest))
+    value = digest.finish() if digest is not None else None
+    c1 = os.times()
+    return time.perf_counter() - t0, c1.user - c0.user + c1.system - c0.system, value
+
+once(False)
+once(True)
+for i in range(runs):
+    for flag in ((False, True) if i % 2 == 0 else (True, False)):
+        wall, cpu, value = once(flag)
+        print(json.dumps({"digest": flag, "wall": wall, "cpu": cpu, "value": value}), flush=True)
+Counted.regions = 0
+_, _, value = once(True)
+print(json.dumps({"check": value == file_content_digest(out), "regions": Counted.regions}))
+out.unlink()
+"""
+
+
+def digest_cost(args: argparse.Namespace, images: Path, out: Path) -> int:
+    """Time each DIGEST_CASES conversion with and without the content digest; print medians,
+    the ratio of the medians and the median of the paired ratios; 1 when one misses 1.05x."""
+    from bench_ensure import build_tar_xz
+
+    wanted = [(c, i) for c, i in DIGEST_CASES if not args.only or c in args.only.split(",")]
+    build_images(images, [i for _, i in wanted], args.suite, args.mirror or apt_mirror())
+    if any(i == "disk.tar.xz" for _, i in wanted):
+        build_tar_xz(images)
+    out.mkdir(parents=True, exist_ok=True)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"content digest cost, in process: {args.python}; load={load}; sync={args.sync}")
+    print(f"runs: {args.runs} alternating (off/on, on/off), after one warm-up each\n")
+    rows = [("case", "off s", "on s", "ratio", "paired", "off cpu", "on cpu", "MiB hashed", "")]
+    failed = False
+    for case, image in wanted:
+        log(f"digest {case}: {args.runs} alternating runs on {image}")
+        proc = subprocess.run(
+            [args.python, "-c", DIGEST_DRIVER, str(images / image), str(out / "digest.raw"),
+             str(args.runs), "1" if args.sync else "0"],
+            capture_output=True, text=True, timeout=TIMEOUT * 4,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            rows.append((case, "-", "-", "-", "-", "-", "-", "-", "ERROR"))
+            print(f"  {case}: {last_line(proc.stderr)}", file=sys.stderr)
+            failed = True
+            continue
+        lines = [json.loads(line) for line in proc.stdout.splitlines()]
+        runs, check = lines[:-1], lines[-1]
+        off = [r for r in runs if not r["digest"]]
+        on = [r for r in runs if r["digest"]]
+        walls_off, walls_on = [r["wall"] for r in off], [r["wall"] for r in on]
+        ratio = statistics.median(walls_on) / statistics.median(walls_off)
+        paired = statistics.median(a / b for a, b in zip(walls_on, walls_off))
+        same = check["check"] and len({r["value"] for r in on}) == 1
+        verdict = "ok" if ratio <= DIGEST_BAR and same else "FAIL"
+        failed = failed or verdict != "ok"
+        rows.append(
+            (
+                case,
+                f"{statistics.median(walls_off):.3f}",
+                f"{statistics.median(walls_on):.3f}",
+                f"{ratio:.3f}",
+                f"{paired:.3f}",
+                f"{statistics.median(r['cpu'] for r in off):.3f}",
+                f"{statistics.median(r['cpu'] for r in on):.3f}",
+                str(check["regions"]),
+                verdict + ("" if same else " (digest differs from file_content_digest)"),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        )
+    print(
+        "\ns = median wall seconds; ratio = on/off medians (bar <= 1.05); paired = median of the "
+        "paired on/off ratios;\ncpu = median user+sys s of the process; MiB hashed = non-zero "
+        "1 MiB regions"
+    )
+    return 1 if failed else 0
+
+
 def ours_command(args: argparse.Namespace) -> List[str]:
     cmd = [args.python, "-m", "pyimagecache", "convert"]
     if args.workers:
@@ -568,12 +704,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--suite", default=host_suite(), help="Debian suite (default: the host's)")
     p.add_argument("--mirror", default=None, help="Debian mirror (default: apt's)")
     p.add_argument("--json", type=Path, help="also write the raw measurements here")
+    p.add_argument(
+        "--digest",
+        action="store_true",
+        help="instead: the content digest's cost, in process, with and without it "
+        f"(cases: {', '.join(c for c, _ in DIGEST_CASES)})",
+    )
+    p.add_argument("--sync", action="store_true", help="--digest: flush each output, as the cache")
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error("--runs must be at least 1")
-    cases = select(args.only)
     workdir: Path = args.workdir.resolve()
     images, out = workdir / "images", workdir / "out"
+    if args.digest:
+        try:
+            return digest_cost(args, images, out)
+        except BenchError as exc:
+            print(f"bench_convert: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+    cases = select(args.only)
 
     if not args.reuse and images.exists():
         shutil.rmtree(images)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from typing import Iterator, Optional, Tuple, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 BLOCK = 4096
 _ZERO_BLOCK = bytes(BLOCK)
@@ -19,25 +19,37 @@ _ZERO_WINDOW = bytes(1 << 20)
 Buffer = Union[bytes, bytearray, memoryview]
 
 
-def is_zero(data: Union[bytes, bytearray], length: Optional[int] = None) -> bool:
-    """True when the first ``length`` bytes (default: all) are zero, at memcmp speed, without
+def is_zero(data: Union[bytes, bytearray], length: Optional[int] = None, start: int = 0) -> bool:
+    """True when ``data[start:length]`` (default: all) is zero, at memcmp speed, without
     copying or allocating."""
     n = len(data) if length is None else length
     window = _ZERO_WINDOW
     step = len(window)
-    for pos in range(0, n, step):
+    for pos in range(start, n, step):
         end = min(n, pos + step)
         if not data.startswith(window if end - pos == step else window[: end - pos], pos, end):
             return False
     return True
 
 
-def write_sparse(fd: int, offset: int, data: Buffer, length: Optional[int] = None) -> int:
+#: (start, end) absolute offsets of the non-zero data a write_sparse call wrote.
+Runs = List[Tuple[int, int]]
+
+
+def write_sparse(
+    fd: int,
+    offset: int,
+    data: Buffer,
+    length: Optional[int] = None,
+    runs: Optional[Runs] = None,
+) -> int:
     """pwrite the non-zero blocks of ``data[:length]`` at ``offset``; return the bytes written.
 
     Runs of adjacent non-zero blocks are coalesced into one pwrite. ``startswith`` with bounds
     compares in place, which is ~30x faster than comparing memoryview slices; ``length`` lets a
-    caller pass a reused buffer larger than the data.
+    caller pass a reused buffer larger than the data. Given a list, ``runs`` receives the
+    absolute (start, end) of every run written, in order: every non-zero byte is inside one,
+    so a caller learns where the data is without scanning it again (the content digest).
     """
     buf = data if isinstance(data, (bytes, bytearray)) else bytes(data)
     n = len(buf) if length is None else length
@@ -54,12 +66,16 @@ def write_sparse(fd: int, offset: int, data: Buffer, length: Optional[int] = Non
         if buf.startswith(zero[: end - pos], pos, end):
             if run_start >= 0:
                 written += pwrite_all(fd, view[run_start:pos], offset + run_start)
+                if runs is not None:
+                    runs.append((offset + run_start, offset + pos))
                 run_start = -1
         elif run_start < 0:
             run_start = pos
         pos = end
     if run_start >= 0:
         written += pwrite_all(fd, view[run_start:n], offset + run_start)
+        if runs is not None:
+            runs.append((offset + run_start, offset + n))
     return written
 
 

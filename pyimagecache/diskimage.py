@@ -47,7 +47,9 @@ class DiskImage:
     #: Size of the virtual disk in bytes.
     virtual_size: int = 0
     #: Reads aligned to a multiple of this never split a unit the format decodes whole (a
-    #: compressed cluster or grain), so the converter cuts its tasks at such boundaries.
+    #: compressed cluster or grain), so the converter cuts its tasks at such boundaries where
+    #: the image holds compressed extents. It is not the allocation unit: a VHDX payload block
+    #: or a qcow2 cluster of plain data is read in parts as well as whole.
     granularity: int = 512
     #: True when UNALLOCATED ranges read from a backing file rather than as zeros.
     has_backing: bool = False

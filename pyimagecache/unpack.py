@@ -15,7 +15,7 @@ import lzma
 import os
 import tarfile
 from pathlib import Path
-from typing import IO, Callable, List, NamedTuple, Optional, Tuple, Union, cast
+from typing import IO, TYPE_CHECKING, Callable, List, NamedTuple, Optional, Tuple, Union, cast
 
 from . import formats
 from ._codecs import open_zstd_stream
@@ -30,6 +30,9 @@ from .errors import (
     UnsupportedImageError,
 )
 from .sourcefile import SourceFile, SourceStream, as_source
+
+if TYPE_CHECKING:
+    from .contentdigest import BackgroundFeed, ContentDigest
 
 #: Bytes read from a decompressor or tar member at a time.
 STREAM_BYTES = 1 << 20
@@ -119,6 +122,46 @@ def _read_exact(stream: _Reader, n: int) -> bytes:
     return b"".join(parts)
 
 
+class _Output:
+    """The sparse file being written, and the content digest fed from the very chunks
+    written, on another thread so that hashing overlaps decoding (``feed`` None: not wanted,
+    or dropped once the payload shows a disk format, whose converted raw the converter
+    digests instead)."""
+
+    __slots__ = ("fd", "feed")
+
+    def __init__(self, fd: int, digest: Optional[ContentDigest]) -> None:
+        self.fd = fd
+        self.feed: Optional[BackgroundFeed] = None
+        if digest is not None:
+            from .contentdigest import BackgroundFeed
+
+            self.feed = BackgroundFeed(digest)
+
+    def write(self, offset: int, data: bytes) -> None:
+        if self.feed is None:
+            write_sparse(self.fd, offset, data)
+            return
+        runs: List[Tuple[int, int]] = []
+        write_sparse(self.fd, offset, data, runs=runs)
+        self.feed.feed(offset, data, runs)
+
+    def payload_is(self, fmt: str) -> None:
+        """The payload's format as its head shows it: only a raw one is worth digesting."""
+        if fmt != formats.RAW:
+            self.close(raising=False)
+
+    def close(self, raising: bool = True) -> None:
+        """Wait for the digest to have every byte written (raising what feeding raised)."""
+        feed, self.feed = self.feed, None
+        if feed is not None:
+            try:
+                feed.close()
+            except BaseException:
+                if raising:
+                    raise
+
+
 def _open_decoder(fmt: str, raw: IO[bytes]) -> IO[bytes]:
     if fmt == formats.XZ:
         return lzma.open(raw, "rb")
@@ -137,6 +180,7 @@ def unpack(
     *,
     progress: Optional[ProgressCallback] = None,
     rule: Optional[MemberRule] = None,
+    digest: Optional[ContentDigest] = None,
 ) -> str:
     """Write the disk inside ``src`` (xz, gzip, zstd, bzip2, tar, or a compressed tar) to
     ``dst`` as a new sparse file, and return the payload's format (``"raw"``, or a disk format
@@ -146,6 +190,11 @@ def unpack(
     the download delivers it. ``dst`` is a scratch path: the caller publishes it (or converts
     it) and removes it on error. ``rule`` picks the tar member (default :data:`DISK_MEMBER`);
     given one, ``src`` must be a tar archive, plain or compressed.
+
+    ``digest`` receives the unpacked file's content as it is written (no second read), sized
+    at the end; it is meant for a raw payload: once the payload's head shows a disk format, it
+    is fed no more, so when ``unpack`` returns anything but ``"raw"`` the caller takes the
+    digest of the converted raw instead and ignores this one.
 
     >>> unpack(Path("disk.tar.xz"), Path(".disk.raw.tmp-1"))  # doctest: +SKIP
     'raw'
@@ -162,20 +211,27 @@ def unpack(
         with open(dst, "w+b") as out:
             stream = cast("IO[bytes]", SourceStream(source))
             file_reader = _Reader(stream, lambda done: throttle(done, total))
+            output = _Output(out.fileno(), digest)
+            unpacked = False
             try:
                 if fmt == formats.TAR:
-                    payload = _from_tar(file_reader, out.fileno(), name, rule or DISK_MEMBER)
+                    payload = _from_tar(file_reader, output, name, rule or DISK_MEMBER)
                 else:
                     payload = _from_compressed(
-                        fmt, file_reader, out.fileno(), name, rule or DISK_MEMBER, tar_only
+                        fmt, file_reader, output, name, rule or DISK_MEMBER, tar_only
                     )
+                unpacked = True
             except _ReadFailure as exc:
                 where = f"after {file_reader.count} bytes of input"
                 raise ContainerError(
                     f"{name}: {fmt} data is corrupt or truncated ({where}): "
                     f"{type(exc.cause).__name__}: {exc.cause}"
                 ) from exc.cause
+            finally:
+                output.close(raising=unpacked)  # the digest has every byte; or, failing: stop
             out.flush()
+            if digest is not None and payload == formats.RAW:
+                digest.set_size(os.fstat(out.fileno()).st_size)
         if fmt == formats.ZSTD:
             # The zstandard stream reader returns a short result for a cut-off last frame,
             # silently: walk the frame headers to tell.
@@ -188,14 +244,14 @@ def unpack(
 
 
 def _from_compressed(
-    fmt: str, file_reader: _Reader, fd: int, name: str, rule: MemberRule, tar_only: bool
+    fmt: str, file_reader: _Reader, out: _Output, name: str, rule: MemberRule, tar_only: bool
 ) -> str:
     with _open_decoder(fmt, file_reader) as decoded:  # type: ignore[arg-type]
         stream = _Reader(decoded)
         head = _read_exact(stream, formats.SNIFF_SIZE)
         inner = formats.detect(head)
         if inner == formats.TAR:
-            payload = _from_tar(_Prefixed(head, stream), fd, name, rule)
+            payload = _from_tar(_Prefixed(head, stream), out, name, rule)
             # Read the rest so that a truncated or corrupt stream (and xz's CRC) is noticed
             # even though the tar end marker came first.
             if _copy_to_nowhere(stream, MAX_OUTPUT) >= MAX_OUTPUT:
@@ -204,13 +260,14 @@ def _from_compressed(
         if tar_only:
             raise ContainerError(f"{name}: the {fmt} data holds {inner}, not a tar archive")
         _check_payload(inner, name, f"inside {fmt}", head)
-        size = _copy(_Prefixed(head, stream), fd, 0, MAX_OUTPUT)
+        out.payload_is(inner)
+        size = _copy(_Prefixed(head, stream), out, 0, MAX_OUTPUT)
         if stream.read(1):
             raise ContainerError(
                 f"{name}: decompressed image exceeds {MAX_OUTPUT} bytes; refusing it"
             )
-        os.ftruncate(fd, size)
-        inner = _with_trailer(fd, head, size)
+        os.ftruncate(out.fd, size)
+        inner = _with_trailer(out.fd, head, size)
         _check_payload(inner, name, f"inside {fmt}", head)
         return inner
 
@@ -243,8 +300,8 @@ def _check_payload(inner: str, name: str, where: str, head: bytes) -> None:
     formats.check_self_contained(inner, head, f"{name}: the image {where}")
 
 
-def _copy(stream: object, fd: int, start: int, end: int) -> int:
-    """Copy ``stream`` into ``fd`` sparsely from offset ``start`` up to at most ``end``;
+def _copy(stream: object, out: _Output, start: int, end: int) -> int:
+    """Copy ``stream`` into ``out`` sparsely from offset ``start`` up to at most ``end``;
     return the offset reached."""
     read = stream.read  # type: ignore[attr-defined]
     offset = start
@@ -252,7 +309,7 @@ def _copy(stream: object, fd: int, start: int, end: int) -> int:
         chunk = read(min(STREAM_BYTES, end - offset))
         if not chunk:
             break
-        write_sparse(fd, offset, chunk)
+        out.write(offset, chunk)
         offset += len(chunk)
     return offset
 
@@ -261,11 +318,11 @@ def _member_base(member: tarfile.TarInfo) -> str:
     return member.name.rstrip("/").rpartition("/")[2]
 
 
-def _from_tar(stream: object, fd: int, name: str, rule: MemberRule) -> str:
+def _from_tar(stream: object, out: _Output, name: str, rule: MemberRule) -> str:
     """Unpack the one disk of a tar: with the default rule, the disk an OVF descriptor names
     first (an OVA, a VirtualBox Vagrant box), else the only member that looks like a disk
     image (a libvirt Vagrant box's box.img, a plain tar); with another rule, the one member it
-    accepts. Members are only ever streamed into ``fd``."""
+    accepts. Members are only ever streamed into ``out``."""
     chosen: Optional[tarfile.TarInfo] = None
     wanted: Optional[str] = None  # the file the OVF descriptor names, once it was read
     payload = formats.RAW
@@ -291,7 +348,7 @@ def _from_tar(stream: object, fd: int, name: str, rule: MemberRule) -> str:
                         f"({chosen.name!r} and {member.name!r}); expected exactly one"
                     )
                 chosen = member
-                payload = _unpack_member(tar, member, fd, name)
+                payload = _unpack_member(tar, member, out, name)
     except tarfile.TarError as exc:
         raise ContainerError(f"{name}: corrupt tar archive: {exc}") from exc
     if chosen is None:
@@ -360,31 +417,32 @@ def _ovf_choice(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> str
     return href
 
 
-def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int, name: str) -> str:
-    """Stream one tar member into ``fd`` sparsely; its payload format."""
+def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: _Output, name: str) -> str:
+    """Stream one tar member into ``out`` sparsely; its payload format."""
     where = f"{member.name!r} in the tar archive"
     if member.sparse:
-        head = _sparse_member(tar, member, fd, name)
+        head = _sparse_member(tar, member, out, name)
     else:
         body = tar.extractfile(member)
         if body is None:  # pragma: no cover - isreg() members always have a body
             raise ContainerError(f"{name}: cannot read tar member {member.name!r}")
         head = body.read(formats.SNIFF_SIZE)
         _check_payload(formats.detect(head), name, where, head)
-        write_sparse(fd, 0, head)
-        done = _copy(body, fd, len(head), member.size)
+        out.payload_is(formats.detect(head))
+        out.write(0, head)
+        done = _copy(body, out, len(head), member.size)
         if done != member.size:
             raise ContainerError(
                 f"{name}: tar member {member.name!r} is truncated: header says "
                 f"{member.size} bytes, archive holds {done}"
             )
-    os.ftruncate(fd, member.size)
-    payload = _with_trailer(fd, head, member.size)
+    os.ftruncate(out.fd, member.size)
+    payload = _with_trailer(out.fd, head, member.size)
     _check_payload(payload, name, where, head)
     return payload
 
 
-def _sparse_member(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int, name: str) -> bytes:
+def _sparse_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: _Output, name: str) -> bytes:
     """A sparse member (GNU or PAX sparse, as ``tar --sparse`` writes disk images): only its
     data segments are read, straight from the archive, and written at their offsets; the
     holes are never generated (tarfile's reader would build them as zero bytes, and joins
@@ -414,7 +472,7 @@ def _sparse_member(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int, name:
             if pos < formats.SNIFF_SIZE:
                 piece = chunk[: formats.SNIFF_SIZE - pos]
                 head[pos : pos + len(piece)] = piece
-            write_sparse(fd, pos, chunk)
+            out.write(pos, chunk)
             pos += len(chunk)
     return bytes(head)
 
