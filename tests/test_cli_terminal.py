@@ -146,7 +146,7 @@ def test_a_resize_is_honoured_at_the_next_redraw(slow_server: FaultServer, tmp_p
 
 def test_a_second_ensure_says_once_what_it_waits_for(tmp_path: Path) -> None:
     src = tmp_path / "disk.img"
-    src.write_bytes(b"\xeb\x63\x90" + bytes(MiB))
+    src.write_bytes(b"\xeb\x63\x90" + bytes(MiB - 3))  # a whole number of sectors
     url, cache = src.as_uri(), tmp_path / "c"
     cache.mkdir()
     holder = FileLock(cache / url_names(url).lock)  # as the first ensure would
@@ -169,7 +169,7 @@ def test_no_waiting_line_or_progress_when_quiet_or_not_on_a_terminal(
     slow_server: FaultServer, tmp_path: Path
 ) -> None:
     src = tmp_path / "disk.img"
-    src.write_bytes(b"\xeb\x63\x90" + bytes(MiB))
+    src.write_bytes(b"\xeb\x63\x90" + bytes(MiB - 3))  # a whole number of sectors
     url, cache = src.as_uri(), tmp_path / "c"
     cache.mkdir()
     holder = FileLock(cache / url_names(url).lock)

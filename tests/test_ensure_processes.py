@@ -131,11 +131,12 @@ def test_killed_mid_conversion_redoes_conversion(env: Env) -> None:
     assert not source.exists()
     # Prune clears the dead process's scratch file and keeps the entry.
     result = prune(env.cache, pyimagecache.catalog.load_catalog(env.catalog_path))
-    # The kill may also land between the download's rename and the removal of its resume
-    # record: an orphan .part.meta that prune removes too.
+    # The kill also leaves the download's lock file (a holder removes it on release), and may
+    # land between the download's rename and the removal of its resume record: prune removes
+    # both, nobody holding them.
     extra = [p for p in result.removed if p not in stale]
     assert set(stale) <= set(result.removed)
-    assert all(p.name.endswith(".part.meta") for p in extra), extra
+    assert all(p.name.endswith((".part.meta", ".lock")) for p in extra), extra
     assert raw.exists() and env.leftovers() == []
 
 

@@ -18,7 +18,7 @@ from pyimagecache import ChecksumMismatchError, DigestError, DownloadError, fetc
 from pyimagecache._lock import FileLock, in_use
 from pyimagecache.hashing import parse_digest
 
-DATA = os.urandom(300_000)
+DATA = os.urandom(300 * 1024)  # a disk-sized body: whole 512-byte sectors
 SHA256 = hashlib.sha256(DATA).hexdigest()
 SHA512 = hashlib.sha512(DATA).hexdigest()
 

@@ -1,4 +1,4 @@
-"""``list``, ``ensure``, ``copy``, ``cache list`` and ``cache prune``.
+"""``list``, ``ensure``, ``copy``, ``cache list``, ``cache prune`` and ``cache verify``.
 
 Handlers import the library inside the function: ``pyimagecache ensure ALIAS`` on a cache hit
 must not pay for urllib3, tarfile or the qcow2 engine.
@@ -72,6 +72,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--quiet", "-q", action="store_true", help="no progress output, only warnings and errors"
     )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object instead of the path: path, hit, alias, snapshot, arch, "
+        "url, the digests verified, the source format, fallback (see README)",
+    )
     p.set_defaults(func=cmd_ensure)
 
     p = sub.add_parser(
@@ -119,6 +125,27 @@ def register(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.add_argument("--cache-dir", metavar="D", type=directory, help=cache_dir_help)
     p.set_defaults(func=cmd_cache_prune)
+    p = cache_sub.add_parser(
+        "verify",
+        help="re-read every cached disk and report any whose content changed",
+        description="Re-read every raw disk of the cache and compare its content digest with "
+        "the one recorded when it was published (a VM booted on the cached disk, an editor, "
+        "a failing disk); exit 1 when one changed or has no record.",
+    )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild what changed from the kept source or the network, verified against the "
+        "digests it was first verified against",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object: every disk and its state")
+    p.add_argument("--cache-dir", metavar="D", type=directory, help=cache_dir_help)
+    add_network_options(p)
+    add_source_options(p)
+    p.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress output, only warnings and errors"
+    )
+    p.set_defaults(func=cmd_cache_verify)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -153,7 +180,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_ensure(args: argparse.Namespace) -> int:
-    from ..cache import ensure_phased
+    from ..cache import ensure_entry
 
     bars: List[Any] = []  # made on a miss only: a cache hit draws nothing and imports less
 
@@ -182,7 +209,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
         )
 
     try:
-        path = ensure_phased(
+        ensured = ensure_entry(
             args.image,
             args.cache_dir,
             arch=args.arch,
@@ -196,8 +223,38 @@ def cmd_ensure(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
-    print(path)
+    if args.json:
+        import json
+
+        print(json.dumps(ensured_document(ensured.path, ensured.hit), indent=2))
+    else:
+        print(ensured.path)
     return 0
+
+
+#: What ``ensure --json`` prints from the entry's sidecar, under the names it prints.
+_ENSURED_FIELDS = (
+    ("alias", "alias"),
+    ("snapshot", "snapshot"),
+    ("arch", "arch"),
+    ("url", "url"),
+    ("source_format", "source_format"),
+    ("fallback_from", "fallback_from"),
+)
+
+
+def ensured_document(path: Any, hit: bool) -> Dict[str, Any]:
+    """``ensure --json``: the raw disk, whether it was a hit, and what its sidecar says."""
+    from ..sidecar import read_sidecar
+
+    record = read_sidecar(path)
+    doc: Dict[str, Any] = {"path": str(path), "hit": hit}
+    doc.update({name: record.get(field) for name, field in _ENSURED_FIELDS})
+    doc["verified"] = bool(record.get("verified"))
+    doc["digests"] = {a: record[a] for a in ("sha256", "sha512") if record.get(a)}
+    doc["size"] = record.get("size")
+    doc["content"] = record.get("content")
+    return doc
 
 
 def _label(image: str) -> str:
@@ -332,3 +389,67 @@ def cmd_cache_prune(args: argparse.Namespace) -> int:
         print(f"skipped {path}: in use by another process")
     print(f"{verb} {len(result.removed)} files, {human_bytes(result.freed)}", file=sys.stderr)
     return 0
+
+
+def cmd_cache_verify(args: argparse.Namespace) -> int:
+    from ..cachedir import resolve_cache_dir
+    from ..verify import BUSY, CHANGED, OK, UNRECORDED, repair, verify_cache
+
+    directory = resolve_cache_dir(args.cache_dir)
+
+    def report(finding: Any) -> None:
+        if args.json:
+            return
+        detail = f"  ({finding.detail})" if finding.detail else ""
+        print(f"{finding.state:<10} {finding.raw.name}{detail}")
+
+    findings = verify_cache(directory, report)
+    repaired: Dict[str, str] = {}
+    if args.repair:
+        settings = settings_from(args)
+        for finding in findings:
+            if finding.state == BUSY or (finding.state == OK and not finding.detail):
+                continue
+            try:
+                repair(finding, settings)
+                repaired[finding.raw.name] = "repaired"
+            except Exception as exc:  # each entry on its own: report, go on with the others
+                from . import describe
+
+                repaired[finding.raw.name] = f"not repaired: {describe(exc)}"
+            if not args.json:
+                print(f"{repaired[finding.raw.name]:<10} {finding.raw.name}")
+    bad = [
+        f
+        for f in findings
+        if f.state in (CHANGED, UNRECORDED) and repaired.get(f.raw.name) != "repaired"
+    ]
+    if args.json:
+        import json
+
+        entries = [
+            {
+                "path": str(f.raw),
+                "state": f.state,
+                "detail": f.detail,
+                **({"repair": repaired[f.raw.name]} if f.raw.name in repaired else {}),
+            }
+            for f in findings
+        ]
+        print(
+            json.dumps({"cache_dir": str(directory), "entries": entries, "ok": not bad}, indent=2)
+        )
+    elif not args.quiet:
+        print(
+            f"{len(findings)} disks: {sum(f.state == OK for f in findings)} as published, "
+            f"{sum(f.state == CHANGED for f in findings)} changed, "
+            f"{sum(f.state == UNRECORDED for f in findings)} without a record, "
+            f"{sum(f.state == BUSY for f in findings)} busy"
+            + (
+                f"; {sum(v == 'repaired' for v in repaired.values())} repaired"
+                if args.repair
+                else ""
+            ),
+            file=sys.stderr,
+        )
+    return 1 if bad else 0
