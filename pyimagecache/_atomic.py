@@ -17,14 +17,18 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-#: What marks a hidden temporary sibling: ``.<name>.tmp-<hex>`` (cachefiles parses it).
-TEMP_MARK = ".tmp-"
+# The temporary siblings are named where every other cache file name is.
+from .cachefiles import TEMP_MARK, temp_sibling
 
-
-def temp_sibling(dst: Path) -> Path:
-    """A fresh, hidden name in dst's directory (same filesystem, so the rename is atomic)."""
-    # os.urandom rather than secrets: importing secrets (hmac, hashlib) costs ~4 ms per CLI run.
-    return dst.with_name(f".{dst.name}{TEMP_MARK}{os.urandom(4).hex()}")
+__all__ = [
+    "TEMP_MARK",
+    "atomic_output",
+    "fsync_dir",
+    "fsync_path",
+    "publish",
+    "sync_fd",
+    "temp_sibling",
+]
 
 
 def sync_fd(fd: int) -> None:

@@ -26,7 +26,7 @@ class DecompressError(Exception):
 
 
 def _pick_zlib() -> Tuple[ModuleType, Tuple[Type[Exception], ...]]:
-    from .settings import environ
+    from .environment import environ
 
     if environ("PYIMAGECACHE_INFLATE") == "zlib":
         return zlib, (zlib.error,)

@@ -4,7 +4,10 @@ importing the package (and every CLI run) pays only for what is used."""
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, List, Mapping, MutableMapping, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, List, Mapping, MutableMapping, Tuple
 
 
 def lazy_names(

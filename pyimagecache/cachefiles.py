@@ -20,15 +20,16 @@ the hidden temporary files that ``cache prune`` removes.
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
-from typing import NamedTuple, Optional, Tuple
 
-from ._atomic import TEMP_MARK, temp_sibling
-from .errors import ImageCacheError
+# A cache hit imports this module: no typing, pathlib or re at run time (each costs more than
+# the hit's own work); the patterns below are compiled, and cached by re, on first use.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Optional, Tuple
 
-__all__ = ["TEMP_MARK", "temp_sibling"]  # the atomic writer's names, listed here with the rest
-
+#: What marks a hidden temporary sibling: ``.<name>.tmp-<hex>`` (the atomic writer's).
+TEMP_MARK = ".tmp-"
 RAW = ".raw"
 SIDECAR = ".json"  # after the raw disk's name: <stem>.raw.json
 LOCK = ".lock"  # after the raw disk's name: <stem>.raw.lock
@@ -59,14 +60,20 @@ CONTAINER_EXTENSIONS = (
 )
 _KNOWN = DISK_EXTENSIONS + CONTAINER_EXTENSIONS
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = r"[^A-Za-z0-9._-]+"
 _MAX_BASE = 80  # leaves room for "-<hash>", the extension and ".part.meta" under NAME_MAX
 URL_HASH_LEN = 12
-_URL_STEM = re.compile(rf"-[0-9a-f]{{{URL_HASH_LEN}}}$")
+_URL_STEM = rf"-[0-9a-f]{{{URL_HASH_LEN}}}$"
 #: URL schemes whose files ensure() names after the URL.
 URL_SCHEMES = ("http", "https", "file")
 #: Image references ensure() pulls from a registry (``docker://`` is skopeo's spelling).
 OCI_SCHEMES = ("oci", "docker")
+
+
+def temp_sibling(dst: Path) -> Path:
+    """A fresh, hidden name in dst's directory (same filesystem, so the rename is atomic)."""
+    # os.urandom rather than secrets: importing secrets (hmac, hashlib) costs ~4 ms per CLI run.
+    return dst.with_name(f".{dst.name}{TEMP_MARK}{os.urandom(4).hex()}")
 
 
 def partial_of(dest: Path) -> Path:
@@ -145,7 +152,9 @@ def url_basename(url: str) -> str:
 
 def sanitise(name: str) -> str:
     """``name`` reduced to ``[A-Za-z0-9._-]``, no leading dots or dashes, never empty."""
-    clean = _UNSAFE.sub("_", name).lstrip(".-_")
+    import re
+
+    clean = re.sub(_UNSAFE, "_", name).lstrip(".-_")
     return clean or "image"
 
 
@@ -155,12 +164,27 @@ def url_hash(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:URL_HASH_LEN]
 
 
-class EntryNames(NamedTuple):
+class EntryNames:
     """File names of one cache entry: the raw disk and the fetched source (a raw source is
-    renamed onto the raw disk once it is verified and recognised as raw)."""
+    renamed onto the raw disk once it is verified and recognised as raw). A plain class, not a
+    NamedTuple: this module is imported by a cache hit, which must not import typing."""
 
-    raw: str
-    source: str
+    __slots__ = ("raw", "source")
+
+    def __init__(self, raw: str, source: str) -> None:
+        self.raw = raw
+        self.source = source
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EntryNames):
+            return NotImplemented
+        return (self.raw, self.source) == (other.raw, other.source)
+
+    def __hash__(self) -> int:
+        return hash((self.raw, self.source))
+
+    def __repr__(self) -> str:
+        return f"EntryNames(raw={self.raw!r}, source={self.source!r})"
 
     @property
     def sidecar(self) -> str:
@@ -206,13 +230,17 @@ def _entry(stem: str, ext: str) -> EntryNames:
 
 def _checked(names: EntryNames) -> EntryNames:
     # Defence in depth: the regexes above already guarantee this.
+    import re
+
     for name in (names.raw, names.source):
         if (
             not name
             or name.startswith(".")
-            or _UNSAFE.search(name)
+            or re.search(_UNSAFE, name)
             or os.path.basename(name) != name
         ):
+            from .errors import ImageCacheError
+
             raise ImageCacheError(f"refusing unsafe cache file name {name!r}")
     return names
 
@@ -238,7 +266,9 @@ def entry_stem(filename: str) -> Optional[str]:
 
 def is_url_stem(stem: str) -> bool:
     """Whether ``stem`` was made by :func:`url_names` (it ends in the URL's hash)."""
-    return bool(_URL_STEM.search(stem))
+    import re
+
+    return bool(re.search(_URL_STEM, stem))
 
 
 def is_partial(filename: str) -> bool:

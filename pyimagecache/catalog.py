@@ -3,7 +3,8 @@
 An arch entry may carry its own ``snapshot`` when upstream builds that arch separately (its own
 build id, or an older build than the other arches): :func:`snapshot_of` gives the effective one.
 
-The embedded ``catalog.json`` ships inside the package (read through importlib.resources, so a
+The embedded ``catalog.json`` ships inside the package (read beside this module, or through
+importlib.resources when the package is not plain files, so a
 wheel or zip import works). ``PYIMAGECACHE_CATALOG=/path.json`` or ``catalog=`` replaces it, which
 is how mirrors, air-gapped sites and tests point :func:`pyimagecache.ensure` elsewhere. Parsing
 happens on first use, never at import, and a malformed catalog raises :class:`CatalogError`
@@ -22,10 +23,12 @@ from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
+from .arches import ARCHES, normalize_arch
 from .cachefiles import cache_stem
+from .catalogfile import decode_document, embedded_catalog_bytes
+from .environment import environ
 from .errors import CatalogError, UnsupportedArchError
 from .hashing import ALGORITHMS, HEX_DIGITS, Expected, is_digest
-from .settings import environ
 
 __all__ = [
     "ARCHES",
@@ -34,28 +37,11 @@ __all__ = [
     "Provenance",
     "aliases",
     "cache_stem",
+    "decode_document",
     "load_catalog",
+    "normalize_arch",
     "snapshot_of",
 ]
-
-#: Architecture keys, as Go's GOARCH spells them (the origin of the schema).
-ARCHES = ("amd64", "arm64", "riscv64", "ppc64le", "s390x")
-
-#: ``platform.machine()`` spellings (Linux, macOS, the BSDs) -> arch key.
-_MACHINE_TO_ARCH = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "x64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "armv8": "arm64",
-    "armv8l": "arm64",
-    "riscv64": "riscv64",
-    "ppc64le": "ppc64le",
-    "ppc64el": "ppc64le",  # Debian's and Ubuntu's spelling
-    "powerpc64le": "ppc64le",
-    "s390x": "s390x",
-}
 
 # Aliases and snapshots become parts of file names: no separators, no leading dot, bounded.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -149,17 +135,6 @@ def snapshot_of(info: ImageInfo, arch: str) -> str:
     """
     image = info.arch.get(arch)
     return (image.snapshot if image is not None else "") or info.snapshot
-
-
-def normalize_arch(name: Optional[str] = None) -> str:
-    """``platform.machine()`` (or ``name``) as a catalog arch key: x86_64/AMD64 -> amd64,
-    aarch64/arm64 -> arm64. Anything else comes back lower-cased, for the error to name."""
-    if name is None:
-        import platform
-
-        name = platform.machine()
-    key = name.strip().lower()
-    return _MACHINE_TO_ARCH.get(key, key)
 
 
 def _fail(where: str, message: str) -> CatalogError:
@@ -377,9 +352,7 @@ _user: Dict[Tuple[str, int, int], Dict[str, ImageInfo]] = {}
 def _load_embedded() -> Dict[str, ImageInfo]:
     global _embedded
     if _embedded is None:
-        from importlib.resources import files
-
-        text = files(__package__ or "pyimagecache").joinpath("catalog.json").read_bytes()
+        text = embedded_catalog_bytes()
         _embedded = parse_catalog(decode_document(text, "embedded catalog.json"), embedded=True)
     return _embedded
 
@@ -445,7 +418,7 @@ def aliases(catalog: Optional[CatalogSource] = None) -> List[str]:
             ...
 
     >>> aliases()[:3]
-    ['almalinux-10', 'almalinux-9', 'alpine-3.21']
+    ['almalinux-10', 'almalinux-8', 'almalinux-9']
     """
     return sorted(resolve_catalog(catalog))
 
@@ -475,32 +448,6 @@ def suggest(name: str, catalog: Mapping[str, ImageInfo]) -> List[str]:
 
 
 # -- the document itself --------------------------------------------------------------------------
-
-
-def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise CatalogError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def decode_document(raw: bytes, where: str) -> Any:
-    """The decoded catalog JSON (keys in file order); duplicate keys are an error rather than
-    a silent last-wins. CatalogError names ``where`` and what is wrong.
-
-    >>> decode_document(b'{"a": {}}', "x.json")
-    {'a': {}}
-    """
-    try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"catalog {where}: not UTF-8 (byte {exc.start})") from None
-    except CatalogError as exc:
-        raise CatalogError(f"catalog {where}: {exc}") from None
-    except ValueError as exc:
-        raise CatalogError(f"catalog {where}: not valid JSON: {exc}") from None
 
 
 def read_document(path: Path) -> Tuple[bytes, Any]:

@@ -13,7 +13,9 @@ uses what the reader refuses) beneath it.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 
 class ImageCacheError(Exception):

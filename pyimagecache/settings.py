@@ -1,5 +1,5 @@
-"""Every knob in one place: network settings as one frozen, validated object, and the
-environment variables the package reads, read here and nowhere else.
+"""Every knob in one place: network settings as one frozen, validated object (the environment
+variables the package reads are :mod:`pyimagecache.environment`'s, re-exported here).
 
 Modelled on urllib3's ``Timeout`` and ``Retry``: small immutable values, validated when made,
 passed down to every download path instead of module globals or parameters threaded one by
@@ -16,30 +16,13 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional, Tuple, Union
 
+from .environment import ENVIRONMENT, environ
 from .errors import InvalidArgumentError
+
+__all__ = ["DEFAULT", "ENVIRONMENT", "Retry", "Settings", "Timeout", "TimeoutArg", "environ"]
 
 #: ``timeout=`` as the public functions take it: seconds for both, or (connect, read).
 TimeoutArg = Union[float, Tuple[float, float], "Timeout"]
-
-#: Every environment variable pyimagecache reads (README's table lists the same).
-ENVIRONMENT = {
-    "PYIMAGECACHE_CACHE_DIR": "the cache directory",
-    "PYIMAGECACHE_CATALOG": "a catalog JSON file replacing the embedded one",
-    "PYIMAGECACHE_MIRRORS": "space-separated mirror bases tried before upstream",
-    "PYIMAGECACHE_OFFLINE": "1: never contact upstream (mirrors only)",
-    "PYIMAGECACHE_STRICT": "1: refuse instead of falling back when a pin aged out",
-    "PYIMAGECACHE_KEYRING": "OpenPGP keyring replacing the shipped keys for upstream signatures",
-    "PYIMAGECACHE_NO_VERIFY_SIGNATURES": "1: do not check upstream checksum files' signatures",
-    "PYIMAGECACHE_REQUIRE_SIGNATURES": "1: refuse families that publish no signature",
-    "PYIMAGECACHE_INSECURE_REGISTRIES": "host:port registries that may be reached over http",
-    "PYIMAGECACHE_INFLATE": "zlib: use the standard library's zlib even with zlib-ng installed",
-}
-
-
-def environ(name: str, env: Optional[Mapping[str, str]] = None) -> str:
-    """The value of one of :data:`ENVIRONMENT`'s variables, stripped ('' when unset)."""
-    assert name in ENVIRONMENT, name
-    return (os.environ if env is None else env).get(name, "").strip()
 
 
 def _flag(name: str, env: Optional[Mapping[str, str]]) -> bool:

@@ -9,14 +9,18 @@ as empty.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from pathlib import Path
-from typing import Any, Dict, Mapping
 
-from ._atomic import atomic_output
 from .cachefiles import SIDECAR
+
+# A cache hit reads a sidecar: neither json nor typing nor pathlib at run time (see _jsonfast).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any, Dict, Mapping, Union
+
+    PathLike = Union[str, "os.PathLike[str]"]
 
 #: The fields ensure records (unknown ones from newer versions are kept when reading).
 FIELDS = (
@@ -41,11 +45,14 @@ def sidecar_path(raw: Path) -> Path:
     return raw.with_name(raw.name + SIDECAR)
 
 
-def read_sidecar(raw: Path) -> Dict[str, Any]:
+def read_sidecar(raw: PathLike) -> Dict[str, Any]:
     """The sidecar of ``raw`` as a dict; empty when missing or unreadable."""
+    from ._jsonfast import loads
+
     try:
-        data = json.loads(sidecar_path(raw).read_bytes())
-    except (OSError, ValueError):
+        with open(os.fspath(raw) + SIDECAR, "rb") as f:
+            data = loads(f.read().decode("utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -55,6 +62,10 @@ def write_sidecar(raw: Path, record: Mapping[str, Any]) -> None:
     unless the record carries one (an existing record, updated)."""
     data = {k: record[k] for k in FIELDS if k in record and record[k] is not None}
     data.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    import json
+
+    from ._atomic import atomic_output
+
     with atomic_output(sidecar_path(raw)) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 

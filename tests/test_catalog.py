@@ -248,10 +248,11 @@ def test_machine_to_arch(machine: str, arch: str) -> None:
     assert catalog.normalize_arch(machine) == arch
 
 
-def test_host_arch_uses_platform_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    import platform
+def test_host_arch_uses_the_machine_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyimagecache import arches
 
-    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert arches.machine() == __import__("platform").machine()  # uname -m, as platform says
+    monkeypatch.setattr(arches, "machine", lambda: "aarch64")
     assert catalog.normalize_arch() == "arm64"
     info, arch, image = catalog.lookup("debian-12")
     assert arch == "arm64" and image == info.arch["arm64"]
@@ -399,9 +400,9 @@ def test_every_alias_resolves_for_each_arch_it_lists() -> None:
 def test_platform_machine_maps_to_a_listed_arch(
     machine: str, arch: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import platform
+    from pyimagecache import arches
 
-    monkeypatch.setattr(platform, "machine", lambda: machine)
+    monkeypatch.setattr(arches, "machine", lambda: machine)
     assert catalog.normalize_arch() == arch
     listing = [a for a, info in catalog.load_catalog().items() if arch in info.arch]
     assert listing, f"no alias lists {arch}"

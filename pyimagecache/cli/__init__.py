@@ -1,31 +1,25 @@
 """The ``pyimagecache`` command line.
 
-Each command group lives in its own module with a ``register(subparsers)`` function; handlers
-import the library lazily so that ``pyimagecache ensure`` on a cache hit stays well under 150 ms.
+Each command group lives in its own module with a ``register(subparsers)`` function
+(:mod:`._parser` builds them); handlers import the library lazily. ``--version`` and an
+``ensure`` that finds its disk in the cache are answered before argparse is even imported
+(:mod:`._hit`): they are the commands that start most often.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
-import signal
 import sys
-from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .. import __version__
-from ..errors import ImageCacheError
 
-# Modules under pyimagecache.cli, each registering one or more subcommands.
-COMMAND_MODULES = [
-    "image_cmds",  # convert, info
-    "fetch_cmd",  # fetch
-    "cache_cmds",  # list, ensure, copy, cache list/prune
-    "catalog_cmds",  # catalog refresh/check
-    "oci_cmds",  # push
-]
+# Nothing heavy at import: `pyimagecache --version` and a cache hit run through here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Callable, Optional, Sequence
 
-Handler = Callable[[argparse.Namespace], int]
+    Handler = Callable[[argparse.Namespace], int]
 
 
 class Terminated(BaseException):
@@ -37,50 +31,39 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-DEBUG_HELP = "show tracebacks and debug logs"
-
-
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose subcommands report an argument they do not know themselves,
-    with their own usage (argparse leaves it to the top-level parser, whose usage says
-    nothing of the subcommand's options)."""
-
-    def parse_known_args(  # type: ignore[override]
-        self, args: Optional[Sequence[str]] = None, namespace: Optional[argparse.Namespace] = None
-    ) -> Tuple[argparse.Namespace, List[str]]:
-        parsed, extras = super().parse_known_args(args, namespace)
-        if extras:
-            self.error(f"unrecognized arguments: {' '.join(extras)}")
-        return parsed, extras
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="pyimagecache",
-        description="Pinned cloud images as verified, cached raw VM disks.",
-    )
-    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(f".{name}", __name__).register(sub)
-    _debug_everywhere(sub)
-    return parser
+    """The whole command line's parser (every command registered)."""
+    from ._parser import build_parser as build
 
-
-def _debug_everywhere(sub: Any) -> None:
-    """``--debug`` after the command name too (``pyimagecache ensure x --debug``); SUPPRESS
-    keeps a subcommand that was not given it from resetting what came before its name."""
-    for command in dict.fromkeys(sub.choices.values()):  # an alias is the same parser
-        command.add_argument(
-            "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
-        )
-        for action in command._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                _debug_everywhere(action)
+    return build()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    # The two commands whose start-up is most of their time are answered before argparse
+    # and the library are imported; anything else, or anything unusual, takes the full path.
+    if words == ["--version"]:
+        print(f"pyimagecache {__version__}")
+        return 0
+    if words[:1] == ["ensure"]:
+        from ._hit import ensure_hit
+
+        found = ensure_hit(words[1:])
+        if found is not None:
+            try:
+                print(found, flush=True)
+            except BrokenPipeError:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 141
+            return 0
+    return _main(words)
+
+
+def _main(argv: Sequence[str]) -> int:
+    import signal
+
+    from ..errors import ImageCacheError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet = getattr(args, "quiet", False)
@@ -133,6 +116,8 @@ def _kept_partials() -> str:
 
 def describe(exc: BaseException) -> str:
     """One line for an error: OSError gets its filename, everything else its message."""
+    from ..errors import ImageCacheError
+
     if isinstance(exc, OSError) and not isinstance(exc, ImageCacheError):
         # A file name may hold a newline or other control characters: escape them.
         where = f": {printable(str(exc.filename))}" if exc.filename else ""

@@ -94,7 +94,7 @@ def arch(text: str) -> str:
     >>> arch("x86_64")
     'amd64'
     """
-    from ..catalog import ARCHES, normalize_arch
+    from ..arches import ARCHES, normalize_arch
 
     key = normalize_arch(text)
     if key not in ARCHES:

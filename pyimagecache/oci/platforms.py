@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, NamedTuple, Optional
 
-from ..catalog import normalize_arch
+from ..arches import normalize_arch
 
 #: Catalog arch key -> the ``architecture`` values that mean it.
 ARCHITECTURES = {
