@@ -54,16 +54,17 @@ BARS = {
     ("unthrottled", "deflate.qcow2", "sequential"): 0.8,
 }
 
+#: ``--baseline-python``: ensure may cost at most this much more than the baseline's.
+BASELINE_BAR = 1.05
+
 SEQUENTIAL = """\
 import sys
 from pathlib import Path
-from pyimagecache import formats
-from pyimagecache.cache import _convert
-from pyimagecache.download import fetch
+import pyimagecache
 url, pin, cache = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 cache.mkdir(parents=True, exist_ok=True)
-source = fetch(url, cache / "source", sha256=pin)
-_convert(source, cache / "disk.raw", formats.detect_file(source), None)
+source = pyimagecache.fetch(url, cache / "source", sha256=pin)
+pyimagecache.convert(source, cache / "disk.raw", sync=True)  # any format, wrappers too
 """
 
 
@@ -105,6 +106,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--workdir", type=Path, default=REPO / "bench" / "work")
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--only-rate", choices=[r for r, _ in RATES])
+    p.add_argument(
+        "--baseline-python",
+        help="also time the same ensure with this interpreter (another pyimagecache installed): "
+        "the cost of a change, alternating, same run (issue 17's bar: at most 1.05x)",
+    )
     args = p.parse_args(argv)
     images = args.workdir.resolve() / "images"
     served = {"deflate.qcow2": images / "deflate.qcow2", "disk.tar.xz": build_tar_xz(images)}
@@ -138,6 +144,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "download": ["sh", "-c", f"curl -s -o '{dest}' '{url}' && sync '{dest}'"],
                         "sequential": [args.python, "-c", SEQUENTIAL, url, pin, str(cache)],
                     }
+                    if args.baseline_python:
+                        base = [args.baseline_python, *contenders["ensure"][1:]]
+                        contenders["baseline"] = base
                     runs: Dict[str, List[Run]] = {k: [] for k in contenders}
                     order = list(contenders)
                     for i in range(args.runs):
@@ -154,11 +163,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             f"  {key:10s} median {statistics.median(r.wall for r in rs):7.2f} s"
                             f"   peak RSS {max(r.rss_mib for r in rs):6.1f} MiB"
                         )
-                    for other in ("download", "sequential"):
+                    for other in ("download", "sequential", "baseline"):
+                        if other not in runs:
+                            continue
                         ratio = statistics.median(
                             a.wall / b.wall for a, b in zip(runs["ensure"], runs[other])
                         )
-                        bar = BARS.get((label, name, other))
+                        bar = (
+                            BASELINE_BAR if other == "baseline" else BARS.get((label, name, other))
+                        )
                         verdict = (
                             ""
                             if bar is None
