@@ -36,6 +36,7 @@ from .errors import (
     MissingExtraError,
     NotADiskError,
     UnknownImageError,
+    UnsupportedArchError,
     UnsupportedFormatError,
 )
 from .hashing import Expected, file_digests
@@ -81,7 +82,18 @@ def resolve(
     """Turn an alias or URL into a :class:`Request` without touching the cache or network."""
     given = Expected.parse(sha256, sha512)
     if is_url(url_or_alias):
-        return Request(url=url_or_alias, expected=given, names=url_names(url_or_alias), given=given)
+        key = None
+        if arch is not None:  # a URL names one file, but a misspelt arch is still a mistake
+            from .arches import ARCHES, normalize_arch
+
+            key = normalize_arch(arch)
+            if key not in ARCHES:
+                raise UnsupportedArchError(
+                    f"unknown arch {arch!r} (known: {', '.join(ARCHES)}, or the machine "
+                    "spellings x86_64, aarch64, ...)"
+                )
+        names = url_names(url_or_alias)
+        return Request(url=url_or_alias, expected=given, names=names, given=given, arch=key)
     entries = resolve_catalog(catalog)
     if url_or_alias not in entries:
         raise UnknownImageError(_unknown_message(url_or_alias, entries))

@@ -26,7 +26,14 @@ def cache_dir_path(cache_dir: Union[str, os.PathLike[str], None] = None) -> str:
     '/var/cache/vm'
     """
     if cache_dir is not None:
-        return os.fspath(cache_dir)
+        path = os.fspath(cache_dir)
+        if not path:
+            from .errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                "cache_dir is empty: give a directory, or None for the default"
+            )
+        return path
     env = environ("PYIMAGECACHE_CACHE_DIR")
     if env:
         return env

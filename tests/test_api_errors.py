@@ -221,3 +221,18 @@ def test_a_missing_image_names_the_file(tmp_path: Path) -> None:
         p.info(tmp_path / "none.img")
     assert info.value.filename == str(tmp_path / "none.img")
     assert str(info.value) == f"{tmp_path / 'none.img'}: No such file or directory"
+
+
+def test_ensure_refuses_an_unknown_arch_for_a_url_too(tmp_path: Path) -> None:
+    from p.errors import UnsupportedArchError
+
+    src = tmp_path / "d.img"
+    src.write_bytes(bytes(4096))
+    with pytest.raises(UnsupportedArchError, match="unknown arch 'sparc'"):
+        p.ensure(src.as_uri(), tmp_path / "c", arch="sparc")
+    assert p.ensure(src.as_uri(), tmp_path / "c", arch="x86_64").exists()
+
+
+def test_an_empty_cache_dir_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(p.InvalidArgumentError, match="cache_dir is empty"):
+        p.ensure("debian-12", "")
