@@ -224,7 +224,7 @@ def test_a_missing_image_names_the_file(tmp_path: Path) -> None:
 
 
 def test_ensure_refuses_an_unknown_arch_for_a_url_too(tmp_path: Path) -> None:
-    from p.errors import UnsupportedArchError
+    from pyimagecache.errors import UnsupportedArchError
 
     src = tmp_path / "d.img"
     src.write_bytes(bytes(4096))
