@@ -638,6 +638,8 @@ def build_entry(
             _check_disk(request, source, fmt)
             if scratch is None:
                 scratch, content = _convert(request, source, raw, fmt, progress_for("convert"))
+            if scratch != source:
+                _check_raw_output(request, source, scratch)
         except (MissingExtraError, ImageFormatError, ConversionError, OSError) as exc:
             if scratch is not None and scratch != source:
                 _remove(scratch)
@@ -680,6 +682,20 @@ def _check_disk(request: Request, path: Path, fmt: str, name: Optional[str] = No
         with open(path, "rb") as f:
             looks = formats.looks_like(f.read(formats.TEXT_PROBE)) or ""
         raise NotADiskError(f"{request.label}: {name} {why}", looks_like=looks)
+
+
+def _check_raw_output(request: Request, source: Path, disk: Path) -> None:
+    """Refuse a converted disk that itself begins (or ends) like an image format: a VMM or
+    tool that probes formats instead of being told "raw" would open the cached disk as that
+    format, and follow whatever its header names (the old qemu raw-probing hole)."""
+    fmt, _ = formats.sniff_file(disk)
+    if fmt != formats.RAW:
+        raise NotADiskError(
+            f"{request.label}: the disk inside {source.name} is laid out as a {fmt} image "
+            f"would be: anything that probes the cached raw's format would open it as {fmt}; "
+            "refused",
+            looks_like=f"a {fmt} image",
+        )
 
 
 def _publish(

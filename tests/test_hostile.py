@@ -586,3 +586,22 @@ def test_hostile_corpus_inputs_are_refused_everywhere(seed: Path, tmp_path: Path
         pyimagecache.ensure(copy.as_uri(), tmp_path / "cache")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "www"]
     assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
+
+
+@pytest.mark.qemu
+def test_a_converted_disk_that_itself_looks_like_an_image_is_refused(env: Env) -> None:
+    """A qcow2 whose guest disk begins with a qcow2 header naming a local file: the raw would
+    be opened as that inner qcow2 by anything that probes formats (qemu's old raw hole)."""
+    inner = env.tmp / "inner.qcow2"
+    qemu_img(
+        "create", "-q", "-u", "-f", "qcow2", "-b", "/etc/shadow", "-F", "raw", str(inner), "1M"
+    )
+    guest = env.tmp / "guest.raw"
+    guest.write_bytes(inner.read_bytes().ljust(2 * MiB, b"\0"))
+    outer = env.tmp / "outer.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(guest), str(outer))
+    (env.www / "outer.qcow2").write_bytes(outer.read_bytes())
+    with pytest.raises(NotADiskError, match="laid out as a qcow2 image") as caught:
+        env.ensure(f"{env.server.base}/outer.qcow2")
+    assert caught.value.looks_like == "a qcow2 image"
+    assert_nothing_cached(env)
