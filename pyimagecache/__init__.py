@@ -73,56 +73,6 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-#: Every error class, exported from :mod:`pyimagecache.errors` on first use.
-_ERRORS = (
-    "CatalogError",
-    "ChangedEntryError",
-    "ChecksumMismatchError",
-    "ContainerError",
-    "ConversionError",
-    "CorruptImageError",
-    "DigestConflictError",
-    "DigestError",
-    "DiskCopyError",
-    "DownloadError",
-    "ExternalReferenceError",
-    "ImageCacheError",
-    "ImageFileError",
-    "ImageFileNotFoundError",
-    "ImageFilePermissionError",
-    "ImageFormatError",
-    "InsufficientSpaceError",
-    "InvalidArgumentError",
-    "InvalidReferenceError",
-    "MissingExtraError",
-    "NoMatchingPlatformError",
-    "NotADiskError",
-    "OutputError",
-    "Qcow2CorruptError",
-    "Qcow2Error",
-    "Qcow2ExternalReferenceError",
-    "Qcow2UnsupportedError",
-    "RefreshError",
-    "RegistryAuthError",
-    "RegistryError",
-    "UnknownImageError",
-    "UnsupportedArchError",
-    "UnsupportedFormatError",
-    "UnsupportedImageError",
-    "VdiCorruptError",
-    "VdiError",
-    "VdiUnsupportedError",
-    "VhdCorruptError",
-    "VhdError",
-    "VhdUnsupportedError",
-    "VhdxCorruptError",
-    "VhdxError",
-    "VhdxUnsupportedError",
-    "VmdkCorruptError",
-    "VmdkError",
-    "VmdkExternalReferenceError",
-    "VmdkUnsupportedError",
-)
 
 _LAZY = {
     "aliases": "catalog",
@@ -137,7 +87,6 @@ _LAZY = {
     "Settings": "settings",
     "Retry": "settings",
     "Timeout": "settings",
-    **{name: "errors" for name in _ERRORS},
 }
 
 __all__ = [
@@ -202,5 +151,8 @@ __all__ = [
     "open_image",
 ]
 
+
+# Every error class (the names ending in "Error" above) comes from pyimagecache.errors.
+_LAZY.update({name: "errors" for name in __all__ if name.endswith("Error")})
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())

@@ -213,7 +213,7 @@ def ensure(
     >>> disk.read_bytes() == image, disk.suffix
     (True, '.raw')
     """
-    return ensure_phased(
+    return ensure_entry(
         url_or_alias,
         cache_dir,
         arch=arch,
@@ -231,7 +231,7 @@ def ensure(
             "offline": offline,
             "strict": strict,
         },
-    )
+    ).path
 
 
 class Ensured(NamedTuple):
@@ -242,34 +242,10 @@ class Ensured(NamedTuple):
     hit: bool
 
 
-def ensure_phased(
-    url_or_alias: str,
-    cache_dir: Optional[PathLike] = None,
-    *,
-    arch: Optional[str] = None,
-    sha256: Optional[str] = None,
-    sha512: Optional[str] = None,
-    catalog: Optional[CatalogSource] = None,
-    progress_for: PhaseProgress = lambda phase: None,
-    keep_source: bool = False,
-    settings: Optional[Settings] = None,
-    overrides: Optional[dict[str, Any]] = None,
-    on_wait: Optional[OnWait] = None,
-) -> Path:
-    """ensure() with one progress callback per phase ("download", "convert"), for the CLI."""
-    return ensure_entry(
-        url_or_alias,
-        cache_dir,
-        arch=arch,
-        sha256=sha256,
-        sha512=sha512,
-        catalog=catalog,
-        progress_for=progress_for,
-        keep_source=keep_source,
-        settings=settings,
-        overrides=overrides,
-        on_wait=on_wait,
-    ).path
+def ensure_phased(*args: Any, **kwargs: Any) -> Path:
+    """ensure() with one progress callback per phase ("download", "convert"): the path of
+    :func:`ensure_entry`, which takes the same arguments."""
+    return ensure_entry(*args, **kwargs).path
 
 
 def ensure_entry(
@@ -286,8 +262,9 @@ def ensure_entry(
     overrides: Optional[dict[str, Any]] = None,
     on_wait: Optional[OnWait] = None,
 ) -> Ensured:
-    """:func:`ensure_phased`, saying also whether the entry was a hit; ``on_wait(pid)`` is
-    called once if another process holds the entry's lock."""
+    """ensure() with one progress callback per phase ("download", "convert"), saying also
+    whether the entry was a hit; ``on_wait(pid)`` is called once if another process holds the
+    entry's lock."""
     directory = resolve_cache_dir(cache_dir)
     if is_oci(url_or_alias):
         settings = _settings(settings, overrides)  # a tag is resolved at the registry first

@@ -103,9 +103,9 @@ def disk_image(size: int = 4 * MiB, seed: int = 1) -> bytes:
     return bytes(buf)
 
 
-def tar_of(name: str, data: bytes) -> bytes:
+def tar_of(name: str, data: bytes, fmt: int = tarfile.GNU_FORMAT) -> bytes:
     out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
         info = tarfile.TarInfo(name)
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
@@ -188,3 +188,16 @@ def server(tmp_path: Path) -> Iterator[ImageServer]:
 @pytest.fixture
 def env(tmp_path: Path, server: ImageServer) -> Env:
     return Env(tmp_path, server)
+
+
+def tamper(raw: Path, *, keep_mtime: bool = False) -> None:
+    """Write into a cached (read-only) raw as a guest would, optionally setting its
+    modification time back to what it was."""
+    st = raw.stat()
+    os.chmod(raw, 0o644)
+    with open(raw, "r+b") as f:
+        f.seek(MiB + 10)
+        f.write(b"written by a guest")
+    os.chmod(raw, 0o444)
+    if keep_mtime:
+        os.utime(raw, ns=(st.st_atime_ns, st.st_mtime_ns))

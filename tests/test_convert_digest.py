@@ -9,7 +9,6 @@ progress figures are the same with the digest as without; digests wait in memory
 from __future__ import annotations
 
 import gzip
-import io
 import lzma
 import random
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 import pytest
+from ensureenv import tar_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qcow2writer import Compressed, Data, Qcow2Writer, Zero
@@ -255,21 +255,12 @@ def sparse_disk(rng: random.Random, size: int) -> bytes:
     return bytes(raw)
 
 
-def tar_of(name: str, data: bytes) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
-
-
 CONTAINERS = {
     "xz": lzma.compress,
     "gz": lambda b: gzip.compress(b, compresslevel=1),
     "zst": lambda b: zstandard.ZstdCompressor(write_checksum=True).compress(b),
-    "tar": lambda b: tar_of("disk.raw", b),
-    "tar.xz": lambda b: lzma.compress(tar_of("disk.img", b)),
+    "tar": lambda b: tar_of("disk.raw", b, tarfile.PAX_FORMAT),
+    "tar.xz": lambda b: lzma.compress(tar_of("disk.img", b, tarfile.PAX_FORMAT)),
 }
 
 

@@ -24,7 +24,7 @@ from typing import Dict, Iterator, List, Tuple
 
 import pytest
 from conftest import require_tool
-from ensureenv import Env, MiB, disk_image, env, server, tar_of
+from ensureenv import Env, MiB, disk_image, env, server, tamper, tar_of
 
 import pyimagecache
 from pyimagecache.errors import (
@@ -433,17 +433,6 @@ def test_a_vmm_running_as_a_normal_user_cannot_open_it_read_write() -> None:
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         shutil.rmtree(top)
-
-
-def tamper(raw: Path, *, keep_mtime: bool = False) -> None:
-    st = raw.stat()
-    os.chmod(raw, 0o644)
-    with open(raw, "r+b") as f:
-        f.seek(MiB + 10)
-        f.write(b"guest wrote this")
-    os.chmod(raw, 0o444)
-    if keep_mtime:
-        os.utime(raw, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 @pytest.mark.parametrize("keep_source", [False, True])

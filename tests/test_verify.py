@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import pytest
-from ensureenv import Env, MiB, disk_image, env, server
+from ensureenv import Env, disk_image, env, server, tamper
 
 from pyimagecache._lock import FileLock
 from pyimagecache.contentdigest import file_content_digest
@@ -34,17 +34,6 @@ def cli(*args: str, env_vars: Optional[Dict[str, str]] = None) -> subprocess.Com
 
 def record_of(raw: Path) -> Dict[str, Any]:
     return json.loads(raw.with_name(raw.name + ".json").read_text())
-
-
-def tamper(raw: Path, *, keep_mtime: bool) -> None:
-    st = raw.stat()
-    os.chmod(raw, 0o644)
-    with open(raw, "r+b") as f:
-        f.seek(MiB + 123)
-        f.write(b"written by a guest")
-    os.chmod(raw, 0o444)
-    if keep_mtime:
-        os.utime(raw, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 @pytest.fixture
