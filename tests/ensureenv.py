@@ -103,13 +103,20 @@ def disk_image(size: int = 4 * MiB, seed: int = 1) -> bytes:
     return bytes(buf)
 
 
-def tar_of(name: str, data: bytes, fmt: int = tarfile.GNU_FORMAT) -> bytes:
+def tar_members(members: List[Tuple[str, bytes]], fmt: int = tarfile.GNU_FORMAT) -> bytes:
+    """A tar archive of regular files ``(name, data)``, in that order."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
     return out.getvalue()
+
+
+def tar_of(name: str, data: bytes, fmt: int = tarfile.GNU_FORMAT) -> bytes:
+    """A tar archive of one regular file."""
+    return tar_members([(name, data)], fmt)
 
 
 def qcow2_of(tmp: Path, data: bytes) -> bytes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import json
 import lzma
 import os
@@ -20,6 +19,7 @@ from typing import Callable, Dict, List, Tuple
 import pytest
 from conftest import require_tool
 from diskdiff import qemu_info, source_raw
+from ensureenv import tar_members
 from test_ova import ovf
 
 import pyimagecache
@@ -39,13 +39,7 @@ STREAMS: Dict[str, Callable[[bytes], bytes]] = {
 
 
 def tar_of(members: List[Tuple[str, bytes]]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
+    return tar_members(members, tarfile.USTAR_FORMAT)
 
 
 class Disk:

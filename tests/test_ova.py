@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import subprocess
 import tarfile
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import List, Tuple
 
 import pytest
 from conftest import require_tool
+from ensureenv import tar_members
 
 import pyimagecache
 from pyimagecache.errors import ContainerError, ExternalReferenceError, UnsupportedFormatError
@@ -35,13 +35,7 @@ def ovf(*hrefs: str) -> bytes:
 
 
 def tar(members: List[Tuple[str, bytes]]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as t:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return out.getvalue()
+    return tar_members(members, tarfile.USTAR_FORMAT)
 
 
 def disk(seed: int) -> bytes:
