@@ -209,8 +209,6 @@ class Settings(_SettingsFields):
         2
         """
         changes: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
-        if changes.get("offline") and "offline_from" not in changes and not self.offline:
-            changes["offline_from"] = "offline=True"
         if timeout is not None:
             changes["timeout"] = timeout
         if retries is not None:

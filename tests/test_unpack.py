@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
+from ensureenv import tar_members
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,13 +41,7 @@ def sparse_image(size: int, pieces: List[Tuple[int, bytes]]) -> bytes:
 
 
 def tar_bytes(members: List[Tuple[str, bytes]], *, fmt: int = tarfile.PAX_FORMAT) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
+    return tar_members(members, fmt)
 
 
 def allocated(path: Path) -> int:
